@@ -1,0 +1,18 @@
+"""The one exception type for problems a user can cause (bad files, bad options, bad recipes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class NephrosegInputError(Exception):
+    """A user-fixable problem with an input, named by its file (or option) and the problem.
+
+    The CLI prints ``str(error)`` on one line and exits non-zero; programming errors stay ordinary
+    exceptions so that their traceback is kept.
+    """
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
+        self.problem = problem
+        super().__init__(f"{self.source}: {problem}")

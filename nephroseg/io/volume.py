@@ -1,0 +1,218 @@
+"""NIfTI volumes in one canonical orientation, with everything needed to write results back.
+
+Every volume is read into the KiTS19 orientation (axis codes I-P-L: axis 0 runs head to feet, so
+``array[z]`` is an axial slice shown the radiological way, anterior up and patient right on the
+left). Models, metrics and pictures only ever see that orientation; ``write_like`` puts a result
+back into the source file's own orientation, shape, affine and header.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.atomic import atomic_path
+
+CANONICAL_AXCODES: tuple[str, str, str] = ("I", "P", "L")
+LABEL_VALUES = (0, 1, 2)  # background, kidney, tumor
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+@dataclass(frozen=True, eq=False)
+class SourceGeometry:
+    """Where a volume came from: enough to write a result voxel-for-voxel onto the source grid."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    header: nib.Nifti1Header
+    axcodes: tuple[str, str, str]
+    path: Path | None = None
+
+
+@dataclass(eq=False)
+class Volume:
+    """A 3D array in canonical (I, P, L) orientation with its affine (voxel index → mm, RAS+)."""
+
+    array: np.ndarray
+    affine: np.ndarray
+    source: SourceGeometry
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along (slice, row, column) of ``array``."""
+        return spacing_of(self.affine)
+
+    @property
+    def name(self) -> str:
+        return str(self.source.path) if self.source.path else "<array>"
+
+    def to_source_orientation(self, array: np.ndarray) -> np.ndarray:
+        """Reorient a canonical array of this volume's shape back to the source file's axis order."""
+        if array.shape[:3] != self.array.shape:
+            raise ValueError(f"array shape {array.shape} does not match volume shape {self.array.shape}")
+        back = ornt_transform(axcodes2ornt(CANONICAL_AXCODES), axcodes2ornt(self.source.axcodes))
+        return apply_orientation(array, back)
+
+
+def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
+    sizes = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    return (float(sizes[0]), float(sizes[1]), float(sizes[2]))
+
+
+def is_nifti(path: str | Path) -> bool:
+    return str(path).lower().endswith(NIFTI_SUFFIXES)
+
+
+def volume_from_array(
+    array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None, path: Path | None = None
+) -> Volume:
+    """Canonicalize an in-memory array given in the orientation its affine describes."""
+    affine = np.asarray(affine, dtype=np.float64)
+    ornt = io_orientation(affine)
+    axcodes = tuple(nib.aff2axcodes(affine))
+    to_canonical = ornt_transform(ornt, axcodes2ornt(CANONICAL_AXCODES))
+    canonical = apply_orientation(array, to_canonical)
+    canonical_affine = affine @ inv_ornt_aff(to_canonical, array.shape)
+    if header is None:
+        header = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), affine).header
+    source = SourceGeometry(
+        shape=tuple(int(s) for s in array.shape), affine=affine, header=header.copy(), axcodes=axcodes, path=path
+    )
+    return Volume(np.ascontiguousarray(canonical), canonical_affine, source)
+
+
+def _load_image(path: Path) -> nib.Nifti1Image:
+    if not path.exists():
+        raise NephrosegInputError(path, "file not found")
+    if path.is_dir():
+        raise NephrosegInputError(path, "is a folder, expected a NIfTI file (.nii or .nii.gz)")
+    if path.stat().st_size == 0:
+        raise NephrosegInputError(path, "file is empty (0 bytes)")
+    try:
+        image = nib.load(path)
+    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise NephrosegInputError(path, f"not a readable NIfTI image ({type(err).__name__}: {err})") from err
+    if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
+        raise NephrosegInputError(path, f"unsupported image type {type(image).__name__}, expected NIfTI")
+    return image
+
+
+def _checked_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    squeezed = list(shape)
+    while len(squeezed) > 3 and squeezed[-1] == 1:
+        squeezed.pop()
+    if len(squeezed) != 3:
+        raise NephrosegInputError(path, f"is {len(shape)}D with shape {tuple(shape)}, expected a 3D volume")
+    if min(squeezed) == 0:
+        raise NephrosegInputError(path, f"is empty: shape {tuple(shape)} has a zero-length axis")
+    return (squeezed[0], squeezed[1], squeezed[2])
+
+
+def _checked_affine(path: Path, affine: np.ndarray) -> None:
+    if not np.all(np.isfinite(affine)):
+        raise NephrosegInputError(path, "affine contains NaN or Inf")
+    spacing = spacing_of(affine)
+    if min(spacing) <= 1e-6:
+        raise NephrosegInputError(path, f"voxel spacing {tuple(round(s, 6) for s in spacing)} has a zero axis")
+    if abs(np.linalg.det(affine[:3, :3])) <= 1e-12:
+        raise NephrosegInputError(path, "affine is singular (axes are not independent)")
+
+
+def _read_data(path: Path, image: nib.Nifti1Image, as_label: bool) -> np.ndarray:
+    try:
+        if as_label:
+            data = np.asanyarray(image.dataobj)
+        else:
+            data = image.get_fdata(dtype=np.float32, caching="unchanged")
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+        raise NephrosegInputError(path, f"image data cannot be read, the file is truncated or corrupt ({err})") from err
+    return np.asarray(data)
+
+
+def _check_finite(path: Path, data: np.ndarray) -> None:
+    if np.issubdtype(data.dtype, np.floating):
+        bad = ~np.isfinite(data)
+        if bad.any():
+            n_nan = int(np.isnan(data).sum())
+            raise NephrosegInputError(
+                path, f"contains {n_nan} NaN and {int(bad.sum()) - n_nan} infinite voxels"
+            )
+
+
+def _as_label_array(path: Path, data: np.ndarray) -> np.ndarray:
+    if np.issubdtype(data.dtype, np.floating):
+        if not np.all(data == np.round(data)):
+            raise NephrosegInputError(path, "label map has non-integer values")
+    if data.min() < 0 or data.max() > max(LABEL_VALUES):
+        values = np.unique(data[(data < 0) | (data > max(LABEL_VALUES))])
+        shown = ", ".join(str(v) for v in values[:8].tolist())
+        raise NephrosegInputError(path, f"label values outside {{0, 1, 2}}: {shown}")
+    return data.astype(np.uint8, copy=False)
+
+
+def read_volume(path: str | Path, *, label: bool = False) -> Volume:
+    """Read a NIfTI file into canonical orientation, refusing anything a model should not see.
+
+    ``label=True`` reads a KiTS label map (uint8 with values in {0, 1, 2}); otherwise intensities are
+    read as float32 with the header's slope and intercept applied.
+    """
+    path = Path(path)
+    image = _load_image(path)
+    shape = _checked_shape(path, image.shape)
+    affine = np.asarray(image.affine, dtype=np.float64)
+    _checked_affine(path, affine)
+    data = _read_data(path, image, as_label=label).reshape(shape)
+    _check_finite(path, data)
+    if label:
+        data = _as_label_array(path, data)
+    return volume_from_array(data, affine, header=image.header, path=path)
+
+
+def read_geometry(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine from the header alone: a cheap check before the data is read."""
+    path = Path(path)
+    image = _load_image(path)
+    shape = _checked_shape(path, image.shape)
+    affine = np.asarray(image.affine, dtype=np.float64)
+    _checked_affine(path, affine)
+    return shape, affine
+
+
+def write_like(array: np.ndarray, like: Volume, path: str | Path, dtype: np.dtype | type = np.uint8) -> Path:
+    """Write a canonical array onto the source grid of ``like``: same shape, axis order, affine and
+    qform/sform codes as the file ``like`` was read from. The write is atomic."""
+    source = like.source
+    data = like.to_source_orientation(np.asarray(array)).astype(dtype, copy=False)
+    header = source.header.copy()
+    image = nib.Nifti1Image(data, source.affine, header=header)
+    image.set_data_dtype(dtype)
+    qform, qcode = header.get_qform(coded=True)
+    sform, scode = header.get_sform(coded=True)
+    image.set_qform(qform if qform is not None else source.affine, code=int(qcode or 0))
+    image.set_sform(sform if sform is not None else source.affine, code=int(scode or 0))
+    if np.issubdtype(np.dtype(dtype), np.integer):
+        image.header.set_slope_inter(1.0, 0.0)
+    return write_nifti_image(image, path)
+
+
+def write_array(array: np.ndarray, affine: np.ndarray, path: str | Path, dtype: np.dtype | type) -> Path:
+    """Write an array as stored (no reorientation) with a fresh header; sform 'aligned' as KiTS ships."""
+    image = nib.Nifti1Image(np.asarray(array).astype(dtype, copy=False), np.asarray(affine, dtype=np.float64))
+    image.set_data_dtype(dtype)
+    return write_nifti_image(image, path)
+
+
+def write_nifti_image(image: nib.Nifti1Image, path: str | Path) -> Path:
+    path = Path(path)
+    if not is_nifti(path):
+        raise NephrosegInputError(path, "output must end in .nii or .nii.gz")
+    with atomic_path(path) as tmp:
+        nib.save(image, tmp)
+    return path
