@@ -9,6 +9,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# mkstemp creates files readable by their owner only; results get the permissions of a normal file.
+_FILE_MODE = 0o666 & ~_umask()
+
+
 def _suffixes(path: Path) -> str:
     """'.nii.gz' for 'x.nii.gz': writers such as nibabel pick the format from the full suffix."""
     return "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
@@ -24,11 +34,14 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent
+    )
     os.close(handle)
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)

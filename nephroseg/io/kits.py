@@ -1,4 +1,4 @@
-"""The KiTS19 dataset layout as it ships: ``DATA/case_XXXXX/{imaging,segmentation}.nii.gz`` + ``kits.json``."""
+"""The KiTS19 layout as it ships: ``DATA/case_XXXXX/{imaging,segmentation}.nii.gz`` and ``kits.json``."""
 
 from __future__ import annotations
 
@@ -52,10 +52,13 @@ def find_cases(data_dir: str | Path, *, require_labels: bool = False) -> list[Ki
     return cases
 
 
-def check_same_grid(image_path: Path, label_path: Path, image_shape, image_affine, label_shape, label_affine) -> None:
+def check_same_grid(
+    image_path: Path, label_path: Path, image_shape, image_affine, label_shape, label_affine
+) -> None:
     if tuple(image_shape) != tuple(label_shape):
         raise NephrosegInputError(
-            label_path, f"label shape {tuple(label_shape)} differs from image shape {tuple(image_shape)} ({image_path})"
+            label_path,
+            f"label shape {tuple(label_shape)} differs from image shape {tuple(image_shape)} ({image_path})",
         )
     if not np.allclose(image_affine, label_affine, atol=AFFINE_TOLERANCE_MM):
         worst = float(np.abs(np.asarray(image_affine) - np.asarray(label_affine)).max())
@@ -70,7 +73,9 @@ def load_case(case: KitsCase) -> tuple[Volume, Volume | None]:
     """Read image and (if present) label, checking that both lie on the same grid."""
     if case.segmentation is not None:
         # Compare headers before reading gigabytes of voxels.
-        check_same_grid(case.imaging, case.segmentation, *read_geometry(case.imaging), *read_geometry(case.segmentation))
+        check_same_grid(
+            case.imaging, case.segmentation, *read_geometry(case.imaging), *read_geometry(case.segmentation)
+        )
     image = read_volume(case.imaging)
     label = read_volume(case.segmentation, label=True) if case.segmentation is not None else None
     return image, label

@@ -83,7 +83,11 @@ def volume_from_array(
     if header is None:
         header = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), affine).header
     source = SourceGeometry(
-        shape=tuple(int(s) for s in array.shape), affine=affine, header=header.copy(), axcodes=axcodes, path=path
+        shape=tuple(int(s) for s in array.shape),
+        affine=affine,
+        header=header.copy(),
+        axcodes=axcodes,
+        path=path,
     )
     return Volume(np.ascontiguousarray(canonical), canonical_affine, source)
 
@@ -97,7 +101,14 @@ def _load_image(path: Path) -> nib.Nifti1Image:
         raise NephrosegInputError(path, "file is empty (0 bytes)")
     try:
         image = nib.load(path)
-    except (nib.filebasedimages.ImageFileError, OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
+    except (
+        nib.filebasedimages.ImageFileError,
+        OSError,
+        EOFError,
+        zlib.error,
+        gzip.BadGzipFile,
+        ValueError,
+    ) as err:
         raise NephrosegInputError(path, f"not a readable NIfTI image ({type(err).__name__}: {err})") from err
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise NephrosegInputError(path, f"unsupported image type {type(image).__name__}, expected NIfTI")
@@ -120,7 +131,9 @@ def _checked_affine(path: Path, affine: np.ndarray) -> None:
         raise NephrosegInputError(path, "affine contains NaN or Inf")
     spacing = spacing_of(affine)
     if min(spacing) <= 1e-6:
-        raise NephrosegInputError(path, f"voxel spacing {tuple(round(s, 6) for s in spacing)} has a zero axis")
+        raise NephrosegInputError(
+            path, f"voxel spacing {tuple(round(s, 6) for s in spacing)} has a zero axis"
+        )
     if abs(np.linalg.det(affine[:3, :3])) <= 1e-12:
         raise NephrosegInputError(path, "affine is singular (axes are not independent)")
 
@@ -132,7 +145,9 @@ def _read_data(path: Path, image: nib.Nifti1Image, as_label: bool) -> np.ndarray
         else:
             data = image.get_fdata(dtype=np.float32, caching="unchanged")
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
-        raise NephrosegInputError(path, f"image data cannot be read, the file is truncated or corrupt ({err})") from err
+        raise NephrosegInputError(
+            path, f"image data cannot be read, the file is truncated or corrupt ({err})"
+        ) from err
     return np.asarray(data)
 
 
@@ -147,9 +162,8 @@ def _check_finite(path: Path, data: np.ndarray) -> None:
 
 
 def _as_label_array(path: Path, data: np.ndarray) -> np.ndarray:
-    if np.issubdtype(data.dtype, np.floating):
-        if not np.all(data == np.round(data)):
-            raise NephrosegInputError(path, "label map has non-integer values")
+    if np.issubdtype(data.dtype, np.floating) and not np.all(data == np.round(data)):
+        raise NephrosegInputError(path, "label map has non-integer values")
     if data.min() < 0 or data.max() > max(LABEL_VALUES):
         values = np.unique(data[(data < 0) | (data > max(LABEL_VALUES))])
         shown = ", ".join(str(v) for v in values[:8].tolist())

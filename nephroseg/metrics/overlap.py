@@ -103,4 +103,6 @@ def case_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 def _check_same_shape(prediction: np.ndarray, truth: np.ndarray) -> None:
     if np.shape(prediction) != np.shape(truth):
-        raise ValueError(f"prediction shape {np.shape(prediction)} differs from truth shape {np.shape(truth)}")
+        raise ValueError(
+            f"prediction shape {np.shape(prediction)} differs from truth shape {np.shape(truth)}"
+        )

@@ -1,0 +1,131 @@
+"""2.5D training samples: a stack of adjacent slices and the centre slice's label, cropped around
+what matters. Tumor-bearing slices are drawn on purpose (the tumor is a few per mille of the voxels),
+and crops are centred near the structure that made the slice interesting.
+
+Every sample carries its own seed, drawn by the sampler from (run seed, epoch), so a run gives the
+same batches whatever the number of data-loader workers and whether or not it was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from nephroseg.data.augment import apply_augmentation, build_augmentation
+from nephroseg.preprocess import PreparedCase, normalize_hu, padding_value, slice_stacks
+from nephroseg.recipe import AugmentSpec, PreprocessSpec, TrainSpec
+
+ANY, KIDNEY, TUMOR = 0, 1, 2  # what a sample was drawn for; also the label a crop is centred on
+
+
+@dataclass(frozen=True)
+class SampleKey:
+    case: int
+    slice: int
+    focus: int  # ANY, KIDNEY or TUMOR
+    seed: int
+
+
+class SliceSampler(Sampler[SampleKey]):
+    """``iterations × batch_size`` keys per epoch: a share from tumor slices, a share from kidney
+    slices, the rest from anywhere in the volume."""
+
+    def __init__(self, cases: list[PreparedCase], spec: TrainSpec, seed: int) -> None:
+        self.cases = cases
+        self.spec = spec
+        self.seed = seed
+        self.epoch = 0
+        self.with_tumor = [i for i, c in enumerate(cases) if len(c.tumor_slices)]
+        self.with_kidney = [i for i, c in enumerate(cases) if len(c.kidney_slices)]
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.spec.iterations_per_epoch * self.spec.batch_size
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        tumor_share = self.spec.tumor_slice_fraction
+        kidney_share = tumor_share + self.spec.kidney_slice_fraction
+        for _ in range(len(self)):
+            draw = rng.random()
+            if draw < tumor_share and self.with_tumor:
+                case = int(rng.choice(self.with_tumor))
+                z, focus = int(rng.choice(self.cases[case].tumor_slices)), TUMOR
+            elif draw < kidney_share and self.with_kidney:
+                case = int(rng.choice(self.with_kidney))
+                z, focus = int(rng.choice(self.cases[case].kidney_slices)), KIDNEY
+            else:
+                case = int(rng.integers(len(self.cases)))
+                z, focus = int(rng.integers(len(self.cases[case].hu))), ANY
+            yield SampleKey(case, z, focus, int(rng.integers(2**31)))
+
+
+class SliceDataset(Dataset):
+    """Map a ``SampleKey`` to ``(image (k, S, S) float32, label (S, S) int64)``."""
+
+    def __init__(
+        self, cases: list[PreparedCase], preprocess: PreprocessSpec, augment: AugmentSpec, in_slices: int
+    ) -> None:
+        self.cases = cases
+        self.preprocess = preprocess
+        self.in_slices = in_slices
+        self.size = preprocess.size
+        self.fill = padding_value(preprocess)
+        self.augmentation = build_augmentation(augment, self.size, self.fill)
+
+    def __len__(self) -> int:
+        return sum(len(c.hu) for c in self.cases)
+
+    def __getitem__(self, key: SampleKey) -> tuple[torch.Tensor, torch.Tensor]:
+        case = self.cases[key.case]
+        rng = np.random.default_rng(key.seed)
+        label = np.asarray(case.label[key.slice])
+        top, left = self._crop_origin(label, key.focus, rng)
+        rows, cols = slice(top, top + self.size), slice(left, left + self.size)
+        stack = slice_stacks(case.hu, [key.slice], self.in_slices)[0]
+        image = normalize_hu(self._window(stack, rows, cols, self.preprocess.hu_min - 1), self.preprocess)
+        target = self._window(label, rows, cols, 0)
+        torch.manual_seed(key.seed)  # the augmentation draws from torch's global generator
+        image_t, label_t = apply_augmentation(
+            self.augmentation, torch.from_numpy(image), torch.from_numpy(target.astype(np.int64))
+        )
+        return image_t.float().contiguous(), label_t.long().contiguous()
+
+    def _crop_origin(self, label: np.ndarray, focus: int, rng: np.random.Generator) -> tuple[int, int]:
+        """Top-left corner of the crop: around a random voxel of the focus class, jittered so the
+        structure is not always in the centre; uniform when the slice is drawn for context."""
+        h, w = label.shape
+        size = self.size
+        points = np.argwhere(label >= focus) if focus != ANY else np.empty((0, 2))
+        if len(points):
+            cy, cx = points[rng.integers(len(points))]
+            jitter = rng.integers(-size // 4, size // 4 + 1, size=2)
+            top, left = cy - size // 2 + jitter[0], cx - size // 2 + jitter[1]
+        else:
+            top = rng.integers(min(0, h - size), max(0, h - size) + 1)
+            left = rng.integers(min(0, w - size), max(0, w - size) + 1)
+        # Keep the crop on the image where the image is large enough; pad otherwise.
+        top = int(np.clip(top, min(0, h - size), max(0, h - size)))
+        left = int(np.clip(left, min(0, w - size), max(0, w - size)))
+        return top, left
+
+    @staticmethod
+    def _window(array: np.ndarray, rows: slice, cols: slice, fill: float) -> np.ndarray:
+        """array[..., rows, cols] with out-of-range parts filled (crops may hang over the edge)."""
+        h, w = array.shape[-2:]
+        out = np.full(
+            (*array.shape[:-2], rows.stop - rows.start, cols.stop - cols.start), fill, dtype=np.float32
+        )
+        r0, r1 = max(rows.start, 0), min(rows.stop, h)
+        c0, c1 = max(cols.start, 0), min(cols.stop, w)
+        if r1 > r0 and c1 > c0:
+            out[..., r0 - rows.start : r1 - rows.start, c0 - cols.start : c1 - cols.start] = array[
+                ..., r0:r1, c0:c1
+            ]
+        return out

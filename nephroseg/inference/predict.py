@@ -1,0 +1,83 @@
+"""``nephroseg predict``: read → preprocess → model → write, in the source geometry of every input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.inference.segmenter import SegmentationModel, Segmenter
+from nephroseg.io import read_geometry, read_volume, write_like
+from nephroseg.io.listing import images_by_case
+from nephroseg.io.volume import is_nifti
+from nephroseg.progress import progress_bar
+from nephroseg.runtime import resolve_device
+from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoint
+
+
+@dataclass(frozen=True)
+class PredictionJob:
+    case_id: str
+    source: Path
+    target: Path
+
+
+def plan_outputs(inputs: str | Path, output: str | Path, overwrite: bool) -> list[PredictionJob]:
+    """Pair every input volume with its output file and check the plan before any work is done."""
+    inputs, output = Path(inputs), Path(output)
+    sources = images_by_case(inputs)
+    if inputs.is_file() and is_nifti(output):
+        jobs = [PredictionJob(next(iter(sources)), inputs, output)]
+    else:
+        if output.exists() and not output.is_dir():
+            raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
+        jobs = [
+            PredictionJob(case_id, path, output / f"{case_id}.nii.gz") for case_id, path in sources.items()
+        ]
+    existing = [str(j.target) for j in jobs if j.target.exists()]
+    if existing and not overwrite:
+        raise NephrosegInputError(
+            existing[0], f"output exists ({len(existing)} in all); pass --overwrite to replace"
+        )
+    for job in jobs:
+        read_geometry(job.source)  # header-level checks for every input before the first prediction
+    return jobs
+
+
+def load_models(models: list[str | Path], device: torch.device) -> list[SegmentationModel]:
+    return [
+        SegmentationModel.from_checkpoint(load_checkpoint(resolve_checkpoint(m), device), device)
+        for m in models
+    ]
+
+
+def predict(
+    inputs: str | Path,
+    output: str | Path,
+    models: list[str | Path],
+    *,
+    device: str = "cpu",
+    batch_size: int = 8,
+    tta: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
+    """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
+    with one model or the average of several; write uint8 label maps on each source's own grid."""
+    if not models:
+        raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
+    jobs = plan_outputs(inputs, output, overwrite)
+    torch_device = resolve_device(device)
+    segmenter = Segmenter(load_models(models, torch_device), torch_device, batch_size=batch_size, tta=tta)
+    written = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("predict", total=len(jobs), status="")
+        for job in jobs:
+            bar.update(task, status=job.case_id)
+            volume = read_volume(job.source)
+            labels = segmenter.segment(volume.array, volume.spacing)
+            written.append(write_like(labels, volume, job.target))
+            bar.advance(task)
+    return written

@@ -1,0 +1,121 @@
+"""Slice-wise segmentation of a whole volume by one model or an ensemble.
+
+Each model sees the volume as it was trained: resampled in-plane to its spacing, normalized, padded
+to its size divisor, in 2.5D stacks of its number of slices. Softmax probabilities are brought back
+to the volume's own grid one batch of slices at a time and averaged over models (and flips), so
+memory stays bounded by a batch, never a (classes × volume) array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from nephroseg.models import build_model, model_info
+from nephroseg.preprocess import (
+    inplane_shape,
+    neighbour_indices,
+    normalize_hu,
+    pad_to_multiple,
+    padding_value,
+    resize_slices,
+    unpad,
+)
+from nephroseg.recipe import Recipe
+
+
+@dataclass(eq=False)
+class SegmentationModel:
+    """A network with the recipe that says how to feed it."""
+
+    network: nn.Module
+    recipe: Recipe
+
+    @property
+    def divisor(self) -> int:
+        return model_info(self.recipe.model.name).divisor
+
+    @classmethod
+    def from_checkpoint(cls, payload: dict, device: torch.device) -> SegmentationModel:
+        recipe = Recipe.model_validate(payload["recipe"])
+        network = build_model(recipe.model)
+        network.load_state_dict(payload["model_state"])
+        return cls(network.to(device).eval(), recipe)
+
+
+def _flips(tta: bool) -> list[tuple[int, ...]]:
+    return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
+
+
+class Segmenter:
+    def __init__(
+        self,
+        models: list[SegmentationModel],
+        device: torch.device | str = "cpu",
+        batch_size: int = 8,
+        tta: bool = False,
+    ) -> None:
+        if not models:
+            raise ValueError("a segmenter needs at least one model")
+        classes = {m.recipe.model.num_classes for m in models}
+        if len(classes) != 1:
+            raise ValueError(f"ensemble members disagree on the number of classes: {sorted(classes)}")
+        self.models = models
+        self.num_classes = classes.pop()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.tta = tta
+
+    @torch.no_grad()
+    def probabilities(
+        self, hu: np.ndarray, spacing: tuple[float, float, float]
+    ) -> Iterator[tuple[int, torch.Tensor]]:
+        """Yield ``(first slice, probabilities (B, C, H, W))`` over the volume, on its own grid."""
+        out_hw = tuple(hu.shape[1:])
+        views = [_ModelView(m, hu, spacing, self.device) for m in self.models]
+        n_slices = hu.shape[0]
+        for start in range(0, n_slices, self.batch_size):
+            centres = np.arange(start, min(start + self.batch_size, n_slices))
+            total = torch.zeros((len(centres), self.num_classes, *out_hw), dtype=torch.float32)
+            for view in views:
+                for flip in _flips(self.tta):
+                    total += view.probabilities(centres, flip, out_hw)
+            yield start, total / (len(views) * len(_flips(self.tta)))
+
+    def segment(self, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+        """(Z, H, W) HU → (Z, H, W) uint8 labels on the same grid."""
+        labels = np.empty(hu.shape, dtype=np.uint8)
+        for start, probs in self.probabilities(hu, spacing):
+            labels[start : start + len(probs)] = probs.argmax(dim=1).to(torch.uint8).numpy()
+        return labels
+
+
+class _ModelView:
+    """The volume as one model sees it: resampled, normalized and padded, kept as a float tensor."""
+
+    def __init__(self, model: SegmentationModel, hu: np.ndarray, spacing, device: torch.device) -> None:
+        spec = model.recipe.preprocess
+        self.model = model
+        self.device = device
+        self.k = model.recipe.model.in_slices
+        model_hw = inplane_shape(hu.shape[1:], spacing[1:], spec.spacing_mm)
+        resampled = resize_slices(np.asarray(hu, dtype=np.float32), model_hw)
+        normalized = torch.from_numpy(normalize_hu(resampled.numpy(), spec))
+        self.volume, self.pad = pad_to_multiple(normalized, model.divisor, padding_value(spec))
+
+    def probabilities(
+        self, centres: np.ndarray, flip: tuple[int, ...], out_hw: tuple[int, int]
+    ) -> torch.Tensor:
+        stacks = self.volume[torch.from_numpy(neighbour_indices(centres, len(self.volume), self.k))]
+        batch = stacks.to(self.device)
+        if flip:
+            batch = batch.flip(flip)
+        logits = self.model.network(batch)
+        if flip:
+            logits = logits.flip(flip)
+        probs = unpad(torch.softmax(logits.float(), dim=1), self.pad).cpu()
+        return resize_slices(probs, out_hw)

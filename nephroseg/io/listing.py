@@ -1,0 +1,51 @@
+"""Find volumes by case id in the layouts users bring: KiTS case folders or flat folders of files."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME
+from nephroseg.io.volume import is_nifti
+
+_PREDICTION_PREFIX = re.compile(r"^prediction_(\d{5})$")
+
+
+def case_id_of(path: Path) -> str:
+    """'case_00012.nii.gz' → 'case_00012'; KiTS submission names 'prediction_00012.nii.gz' map to the
+    same id; any other file keeps its name without the NIfTI suffix."""
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    match = _PREDICTION_PREFIX.match(name)
+    return f"case_{match.group(1)}" if match else name
+
+
+def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
+    """Map case id → file. ``member`` is the file looked for inside KiTS case folders
+    (imaging or segmentation); flat NIfTI files directly in the folder are taken too."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise NephrosegInputError(folder, "not found")
+    if folder.is_file():
+        return {case_id_of(folder): folder}
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir() and CASE_PATTERN.match(entry.name) and (entry / member).is_file():
+            found[entry.name] = entry / member
+        elif entry.is_file() and is_nifti(entry) and not entry.name.startswith("."):
+            found[case_id_of(entry)] = entry
+    if not found:
+        raise NephrosegInputError(folder, f"no NIfTI volumes found (looked for *.nii.gz and case_*/{member})")
+    return found
+
+
+def images_by_case(folder: str | Path) -> dict[str, Path]:
+    return volumes_by_case(folder, IMAGING_NAME)
+
+
+def labels_by_case(folder: str | Path) -> dict[str, Path]:
+    return volumes_by_case(folder, SEGMENTATION_NAME)

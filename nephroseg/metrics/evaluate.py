@@ -1,0 +1,90 @@
+"""``nephroseg evaluate``: score prediction files against ground truth, per case and on average."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io import atomic_write_text, read_volume
+from nephroseg.io.kits import check_same_grid
+from nephroseg.io.listing import labels_by_case
+from nephroseg.metrics.overlap import case_metrics
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    per_case: dict[str, dict[str, float]]
+    mean: dict[str, float]
+
+    @property
+    def composite_dice(self) -> float:
+        return self.mean["composite_dice"]
+
+
+def score_arrays(per_case_arrays: dict[str, tuple[np.ndarray, np.ndarray]]) -> Evaluation:
+    per_case = {cid: case_metrics(pred, truth) for cid, (pred, truth) in per_case_arrays.items()}
+    return Evaluation(per_case, mean_metrics(per_case))
+
+
+def mean_metrics(per_case: dict[str, dict[str, float]]) -> dict[str, float]:
+    if not per_case:
+        raise ValueError("no cases to average")
+    keys = next(iter(per_case.values())).keys()
+    return {k: _mean_ignoring_nan([m[k] for m in per_case.values()]) for k in keys}
+
+
+def _mean_ignoring_nan(values: list[float]) -> float:
+    """Scores that are undefined for a case (NaN) are left out; all undefined stays undefined."""
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, allow_missing: bool = False) -> Evaluation:
+    """Every ground-truth case needs a prediction (unless ``allow_missing``); predictions without
+    ground truth are ignored. Both must lie on the same grid."""
+    predictions = labels_by_case(pred_dir)
+    truths = labels_by_case(gt_dir)
+    missing = sorted(set(truths) - set(predictions))
+    if missing and not allow_missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise NephrosegInputError(pred_dir, f"no prediction for {len(missing)} ground-truth case(s): {shown}")
+    per_case = {}
+    for case_id in sorted(set(truths) & set(predictions)):
+        truth = read_volume(truths[case_id], label=True)
+        prediction = read_volume(predictions[case_id], label=True)
+        check_same_grid(
+            truths[case_id],
+            predictions[case_id],
+            truth.source.shape,
+            truth.source.affine,
+            prediction.source.shape,
+            prediction.source.affine,
+        )
+        per_case[case_id] = case_metrics(prediction.array, truth.array)
+    if not per_case:
+        raise NephrosegInputError(pred_dir, "no prediction matches a ground-truth case id")
+    return Evaluation(per_case, mean_metrics(per_case))
+
+
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
+    """``metrics.csv`` (a row per case and a final 'mean' row) and ``metrics.json``."""
+    out_dir = Path(out_dir)
+    columns = ["case_id", *evaluation.mean.keys()]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for case_id, metrics in evaluation.per_case.items():
+        writer.writerow([case_id, *(f"{metrics[k]:.6f}" for k in columns[1:])])
+    writer.writerow(["mean", *(f"{evaluation.mean[k]:.6f}" for k in columns[1:])])
+    csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
+    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(
+        json_path, json.dumps({"cases": evaluation.per_case, "mean": evaluation.mean}, indent=1) + "\n"
+    )
+    return csv_path, json_path

@@ -1,0 +1,201 @@
+"""Recipes: a model plus its preprocessing, augmentation and training set-up, as validated data.
+
+A recipe is a small YAML file in ``recipes/``. It states a seed system's own set-up at full scale;
+named ``profiles`` hold overrides that shrink it (for a CPU, for tests), and ``--set key=value``
+overrides single fields. Unknown keys and wrong types are refused with the key named.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from nephroseg.errors import NephrosegInputError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelSpec(_Strict):
+    name: str = "resunet25d"
+    in_slices: int = Field(
+        3, ge=1, description="adjacent axial slices stacked as channels (2.5D); 1 = plain 2D"
+    )
+    num_classes: int = Field(3, ge=2)
+    width: float = Field(1.0, gt=0, description="channel multiplier; tests build tiny models with 1/8")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="architecture-specific keyword arguments"
+    )
+
+    @model_validator(mode="after")
+    def _odd_context(self) -> ModelSpec:
+        if self.in_slices % 2 == 0:
+            raise ValueError("in_slices must be odd: the centre slice is the one predicted")
+        return self
+
+
+class PreprocessSpec(_Strict):
+    hu_min: float = -300.0
+    hu_max: float = 300.0
+    normalization: Literal["window", "zscore"] = Field(
+        "window",
+        description="window: clip to [hu_min, hu_max] and scale to [-1, 1]; zscore: clip, then "
+        "subtract the training foreground mean and divide by its std (nnU-Net's CT scheme)",
+    )
+    spacing_mm: float | None = Field(
+        None, gt=0, description="in-plane spacing the model sees; None keeps the source"
+    )
+    size: int = Field(512, ge=16, description="in-plane training crop (pixels) after resampling")
+    zscore_mean: float | None = None  # filled in from the training cohort when normalization is zscore
+    zscore_std: float | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> PreprocessSpec:
+        if self.hu_max <= self.hu_min:
+            raise ValueError("hu_max must be greater than hu_min")
+        return self
+
+
+class AugmentSpec(_Strict):
+    rotate_deg: float = Field(0.0, ge=0, le=180)
+    hflip_p: float = Field(0.0, ge=0, le=1)
+    vflip_p: float = Field(0.0, ge=0, le=1)
+    pad_px: int = Field(0, ge=0, description="pad each side before the random resized crop (seed 004: 12)")
+    crop_area: tuple[float, float] | None = Field(
+        None, description="random-resized-crop area range, e.g. [0.92, 0.99]"
+    )
+    crop_ratio: tuple[float, float] | None = Field(None, description="random-resized-crop aspect range")
+
+
+class SplitSpec(_Strict):
+    kind: Literal["holdout", "ratio", "kfold"] = "holdout"
+    val_cases: int | None = Field(
+        None, ge=1, description="holdout: number of validation cases (seed 004: 30)"
+    )
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    ratios: tuple[float, float, float] = (0.7, 0.2, 0.1)  # ratio split: train, val, test
+    folds: int = Field(5, ge=2)
+    fold: int = Field(0, ge=0)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(50, ge=1)
+    iterations_per_epoch: int = Field(250, ge=1, description="batches per epoch (seed 001: 350)")
+    batch_size: int = Field(4, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_schedule: Literal["constant", "poly", "cosine"] = "constant"
+    loss: Literal["ce", "ce_lovasz", "dice_ce"] = "ce_lovasz"
+    class_weights: tuple[float, ...] = (1.0, 1.0, 1.0)
+    lovasz_weight: float = Field(1.0, ge=0)
+    tumor_slice_fraction: float = Field(
+        0.4, ge=0, le=1, description="share of sampled slices that show tumor"
+    )
+    kidney_slice_fraction: float = Field(0.4, ge=0, le=1, description="share that show kidney (tumor or not)")
+    val_every: int = Field(1, ge=1)
+    num_workers: int = Field(0, ge=0)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> TrainSpec:
+        if self.tumor_slice_fraction + self.kidney_slice_fraction > 1:
+            raise ValueError("tumor_slice_fraction + kidney_slice_fraction must not exceed 1")
+        return self
+
+
+class Recipe(_Strict):
+    name: str
+    source: str = Field("", description="the seed report this recipe reproduces")
+    description: str = ""
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
+
+    def with_overrides(self, overrides: dict[str, Any], where: str = "override") -> Recipe:
+        merged = _deep_merge(self.model_dump(mode="json"), overrides)
+        return _validate(merged, where)
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def recipe_path(name_or_path: str | Path) -> Path:
+    """A recipe file given by path, or by name from the project's ``recipes/`` folder."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = RECIPES_DIR / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        known = ", ".join(available_recipes()) or "none"
+        raise NephrosegInputError(name_or_path, f"unknown recipe (known: {known})")
+    return candidate
+
+
+def load_recipe(
+    name_or_path: str | Path, *, profile: str | None = None, overrides: list[str] | None = None
+) -> Recipe:
+    """Load, apply a profile and ``key=value`` overrides, validate."""
+    path = recipe_path(name_or_path)
+    if not path.exists():
+        raise NephrosegInputError(path, "recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise NephrosegInputError(path, f"not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise NephrosegInputError(path, "a recipe must be a mapping of sections")
+    recipe = _validate(raw, str(path))
+    if profile:
+        if profile not in recipe.profiles:
+            known = ", ".join(sorted(recipe.profiles)) or "none"
+            raise NephrosegInputError(path, f"no profile '{profile}' (profiles: {known})")
+        recipe = recipe.with_overrides(recipe.profiles[profile], f"{path} profile '{profile}'")
+    if overrides:
+        recipe = recipe.with_overrides(parse_overrides(overrides), "--set")
+    return recipe
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.lr=3e-4", "model.width=0.5"]`` → nested dict; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise NephrosegInputError("--set", f"'{item}' is not of the form section.key=value")
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return nested
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _validate(raw: dict[str, Any], where: str) -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        raise NephrosegInputError(where, f"recipe key '{key}': {message}") from err

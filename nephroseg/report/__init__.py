@@ -1,0 +1,43 @@
+"""Reports for people: clinical measurements, pictures and a Markdown summary of a run.
+
+``measure`` turns a canonical label map into volumes (ml), tumor findings (size, side, slices) and
+per-kidney volumes; ``plots`` draws training curves and CT overlays; ``markdown`` writes the report
+that ties scores, measurements and figures together. Numpy, scipy and matplotlib (Agg) only, no
+torch, and every file is written atomically.
+"""
+
+from nephroseg.report.markdown import CaseReport, summarize_scores, write_report_md
+from nephroseg.report.measure import (
+    TumorFinding,
+    kidney_side_volumes_ml,
+    max_axial_diameter_mm,
+    max_diameter_mm,
+    structure_volumes_ml,
+    tumor_findings,
+)
+from nephroseg.report.plots import (
+    OverlayCase,
+    overlay_grid_png,
+    overlay_png,
+    pick_slice,
+    read_training_log,
+    training_curves_png,
+)
+
+__all__ = [
+    "CaseReport",
+    "OverlayCase",
+    "TumorFinding",
+    "kidney_side_volumes_ml",
+    "max_axial_diameter_mm",
+    "max_diameter_mm",
+    "overlay_grid_png",
+    "overlay_png",
+    "pick_slice",
+    "read_training_log",
+    "structure_volumes_ml",
+    "summarize_scores",
+    "training_curves_png",
+    "tumor_findings",
+    "write_report_md",
+]

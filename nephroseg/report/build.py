@@ -1,0 +1,94 @@
+"""``nephroseg report``: measurements, overlays, curves and report.md for a folder of predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io import read_kits_json, read_volume
+from nephroseg.io.listing import images_by_case, labels_by_case
+from nephroseg.metrics import case_metrics
+from nephroseg.progress import progress_bar
+from nephroseg.report.markdown import CaseReport, write_report_md
+from nephroseg.report.plots import overlay_png, training_curves_png
+
+
+def build_report(
+    pred_dir: str | Path,
+    images_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    gt_dir: str | Path | None = None,
+    run_dir: str | Path | None = None,
+    kits_json: str | Path | None = None,
+    progress: bool = True,
+) -> Path:
+    """Write ``out_dir/report.md`` with ``figures/``: one overlay per case (prediction against
+    ground truth when given), the training curves of ``run_dir`` when given, volumes and tumor
+    sizes measured on the prediction, and Dice when ground truth exists."""
+    out_dir = Path(out_dir)
+    predictions = labels_by_case(pred_dir)
+    images = images_by_case(images_dir)
+    truths = labels_by_case(gt_dir) if gt_dir is not None else {}
+    missing = sorted(set(predictions) - set(images))
+    if missing:
+        raise NephrosegInputError(images_dir, f"no image for predicted case(s): {', '.join(missing[:5])}")
+    sizes = _radiographic_sizes(kits_json, images_dir)
+    figures: dict[str, Path] = {}
+    summary: dict[str, object] = {"predictions": str(pred_dir), "cases": len(predictions)}
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if (run_dir / "log.csv").exists():
+            figures["training curves"] = training_curves_png(
+                run_dir / "log.csv", out_dir / "figures" / "curves.png"
+            )
+        if (run_dir / "summary.json").exists():
+            run = json.loads((run_dir / "summary.json").read_text())
+            summary.update(
+                {k: run[k] for k in ("recipe", "model", "parameters", "best_val_composite_dice") if k in run}
+            )
+    reports = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("report", total=len(predictions), status="")
+        for case_id, pred_path in predictions.items():
+            bar.update(task, status=case_id)
+            image = read_volume(images[case_id])
+            prediction = read_volume(pred_path, label=True)
+            truth = read_volume(truths[case_id], label=True).array if case_id in truths else None
+            if prediction.array.shape != image.array.shape:
+                raise NephrosegInputError(
+                    pred_path, f"shape {prediction.source.shape} differs from its image"
+                )
+            overlay = overlay_png(
+                image.array,
+                truth,
+                prediction.array,
+                out_dir / "figures" / f"{case_id}.png",
+                case_id,
+                image.spacing,
+            )
+            reports.append(
+                CaseReport.from_label(
+                    case_id,
+                    prediction.array,
+                    image.spacing,
+                    metrics=case_metrics(prediction.array, truth) if truth is not None else None,
+                    radiographic_size_cm=sizes.get(case_id),
+                    overlay=overlay,
+                )
+            )
+            bar.advance(task)
+    return write_report_md(out_dir / "report.md", reports, summary, figures)
+
+
+def _radiographic_sizes(kits_json: str | Path | None, images_dir: str | Path) -> dict[str, float]:
+    """kits.json's tumor size per case, from the given file or the one beside the images."""
+    path = Path(kits_json) if kits_json else Path(images_dir) / "kits.json"
+    if not path.exists():
+        if kits_json:
+            raise NephrosegInputError(path, "file not found")
+        return {}
+    return {
+        cid: r.radiographic_size for cid, r in read_kits_json(path).items() if r.radiographic_size is not None
+    }

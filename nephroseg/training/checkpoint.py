@@ -1,0 +1,55 @@
+"""Checkpoints: written atomically, read weights-only (a file carrying pickled code is refused)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io import atomic_path
+
+CHECKPOINT_FORMAT = "nephroseg.checkpoint.v1"
+BEST_NAME = "best.pt"
+LAST_NAME = "last.pt"
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load with ``weights_only=True``: tensors, numbers, strings and containers only."""
+    path = Path(path)
+    if not path.is_file():
+        raise NephrosegInputError(path, "checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise NephrosegInputError(
+            path, f"refused: the checkpoint holds pickled objects beyond weights ({str(err).splitlines()[0]})"
+        ) from err
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        raise NephrosegInputError(path, f"not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise NephrosegInputError(path, f"not a nephroseg checkpoint (expected format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def resolve_checkpoint(model: str | Path) -> Path:
+    """A run folder means its best checkpoint (else its last); a file is taken as is."""
+    model = Path(model)
+    if model.is_dir():
+        for name in (BEST_NAME, LAST_NAME):
+            candidate = model / "checkpoints" / name
+            if candidate.is_file():
+                return candidate
+        raise NephrosegInputError(model, "run folder holds no checkpoint (checkpoints/best.pt or last.pt)")
+    if not model.exists():
+        raise NephrosegInputError(model, "model not found (give a run folder or a checkpoint file)")
+    return model

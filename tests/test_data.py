@@ -1,0 +1,95 @@
+"""Splits by case and tumor-aware 2.5D sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from nephroseg.data import SliceDataset, SliceSampler, holdout_split, kfold_splits, ratio_split
+from nephroseg.data.slices import TUMOR
+from nephroseg.preprocess import PreparedCase
+from nephroseg.recipe import AugmentSpec, PreprocessSpec, TrainSpec
+
+IDS = [f"case_{i:05d}" for i in range(10)]
+
+
+def test_splits_are_reproducible_and_disjoint() -> None:
+    assert holdout_split(IDS, seed=3, n_val=3) == holdout_split(IDS, seed=3, n_val=3)
+    assert holdout_split(IDS, seed=3, n_val=3) != holdout_split(IDS, seed=4, n_val=3)
+    split = ratio_split(IDS, seed=0)
+    assert (len(split.train), len(split.val), len(split.test)) == (7, 2, 1)
+    assert sorted(split.train + split.val + split.test) == IDS
+
+
+def test_kfold_validates_each_case_exactly_once() -> None:
+    folds = kfold_splits(IDS, seed=1, folds=5)
+    validated = [c for f in folds for c in f.val]
+    assert sorted(validated) == IDS
+    for fold in folds:
+        assert not set(fold.train) & set(fold.val)
+        assert sorted(fold.train + fold.val) == IDS
+
+
+def test_split_errors() -> None:
+    with pytest.raises(ValueError):
+        holdout_split(IDS[:2], seed=0, n_val=2)
+    with pytest.raises(ValueError):
+        kfold_splits(IDS[:3], seed=0, folds=5)
+
+
+def _case(seed: int, tumor: bool = True) -> PreparedCase:
+    rng = np.random.default_rng(seed)
+    hu = rng.integers(-200, 200, size=(10, 40, 40)).astype(np.int16)
+    label = np.zeros((10, 40, 40), np.uint8)
+    label[3:7, 10:20, 10:20] = 1
+    if tumor:
+        label[4, 12:15, 12:15] = 2
+    return PreparedCase(f"c{seed}", hu, label, (3.0, 1.0, 1.0))
+
+
+def test_sampler_draws_the_asked_share_of_tumor_slices_and_is_reproducible() -> None:
+    cases = [_case(0), _case(1, tumor=False)]
+    spec = TrainSpec(
+        iterations_per_epoch=500, batch_size=4, tumor_slice_fraction=0.5, kidney_slice_fraction=0.3
+    )
+    sampler = SliceSampler(cases, spec, seed=7)
+    keys = list(sampler)
+    assert len(keys) == 2000
+    tumor_keys = [k for k in keys if k.focus == TUMOR]
+    assert all(k.case == 0 and k.slice == 4 for k in tumor_keys)
+    assert abs(len(tumor_keys) / len(keys) - 0.5) < 0.05
+    assert keys == list(SliceSampler(cases, spec, seed=7))
+    sampler.set_epoch(1)
+    assert keys != list(sampler)
+
+
+def test_dataset_crops_around_the_tumor_and_applies_seed_004_augmentation() -> None:
+    cases = [_case(0)]
+    preprocess = PreprocessSpec(size=16)
+    augment = AugmentSpec(
+        rotate_deg=9, hflip_p=0.5, pad_px=2, crop_area=(0.92, 0.99), crop_ratio=(0.96, 1.04)
+    )
+    dataset = SliceDataset(cases, preprocess, augment, in_slices=3)
+    spec = TrainSpec(
+        iterations_per_epoch=4, batch_size=4, tumor_slice_fraction=1.0, kidney_slice_fraction=0.0
+    )
+    loader = DataLoader(dataset, batch_size=4, sampler=SliceSampler(cases, spec, seed=0))
+    images, labels = next(iter(loader))
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
+    assert labels.shape == (4, 16, 16) and labels.dtype == torch.int64
+    assert float(images.min()) >= -1.0 and float(images.max()) <= 1.0
+    assert set(labels.unique().tolist()) <= {0, 1, 2}
+    assert all((label == 2).any() for label in labels)  # each crop keeps the tumor in view
+    again, _ = next(iter(DataLoader(dataset, batch_size=4, sampler=SliceSampler(cases, spec, seed=0))))
+    assert torch.equal(images, again)
+
+
+def test_crops_larger_than_the_slice_are_padded_with_air() -> None:
+    dataset = SliceDataset([_case(0)], PreprocessSpec(size=64), AugmentSpec(), in_slices=1)
+    from nephroseg.data import SampleKey
+
+    image, label = dataset[SampleKey(0, 4, TUMOR, 1)]
+    assert image.shape == (1, 64, 64)
+    assert float(image.min()) == -1.0 and int((label == 2).sum()) == 9

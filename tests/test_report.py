@@ -1,0 +1,324 @@
+"""Report: measurements checked against geometry with known answers, pictures and Markdown on disk."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.report import (
+    CaseReport,
+    OverlayCase,
+    kidney_side_volumes_ml,
+    overlay_grid_png,
+    overlay_png,
+    pick_slice,
+    structure_volumes_ml,
+    summarize_scores,
+    training_curves_png,
+    tumor_findings,
+    write_report_md,
+)
+from nephroseg.report.plots import CURVES_FIGSIZE, DPI, OVERLAY_EXTRA_HEIGHT, PANEL_INCHES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LOG_HEADER = "epoch,step,train_loss,val_kidney_tumor_dice,val_tumor_dice,val_composite_dice,lr,seconds\n"
+
+
+def ellipsoid(shape, spacing, center_vox, radius_mm) -> np.ndarray:
+    """Voxels whose centre lies within ``radius_mm`` of a centre, in mm (a sphere on an anisotropic grid)."""
+    grids = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    dist2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grids, center_vox, spacing, strict=True))
+    return dist2 <= radius_mm**2
+
+
+def assert_png(path: Path, width: int, height: int) -> None:
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    assert imread(path).shape[:2] == (height, width)
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name], "temporary files left behind"
+
+
+# ---- measurements ------------------------------------------------------------------------------
+
+
+def test_sphere_volume_and_3d_diameter_at_anisotropic_spacing():
+    spacing, radius = (2.5, 0.7, 0.9), 15.0
+    label = ellipsoid((20, 56, 44), spacing, (9.6, 27.3, 21.8), radius).astype(np.uint8) * 2
+    (finding,) = tumor_findings(label, spacing)
+    expected_ml = 4.0 / 3.0 * math.pi * radius**3 / 1000.0
+    assert finding.volume_ml == pytest.approx(expected_ml, rel=0.03)
+    assert abs(finding.diameter_3d_mm - 2 * radius) <= max(spacing)
+    assert abs(finding.axial_diameter_mm - 2 * radius) <= max(spacing[1:])
+    assert finding.centroid_voxel == pytest.approx((9.6, 27.3, 21.8), abs=0.2)
+
+
+def test_disk_axial_diameter_and_cylinder_3d_diameter():
+    # A disk of 12 px radius (0.8 mm pixels) repeated on 3 slices 4 mm apart: a short cylinder.
+    spacing, radius_px = (4.0, 0.8, 0.8), 12
+    disk = ellipsoid((1, 40, 40), (1.0, 1.0, 1.0), (0, 20, 20), radius_px)[0]
+    label = np.zeros((5, 40, 40), np.uint8)
+    label[1:4][:, disk] = 2
+    (finding,) = tumor_findings(label, spacing)
+    assert finding.axial_diameter_mm == pytest.approx(2 * radius_px * 0.8, abs=0.8)
+    assert finding.axial_diameter_mm == pytest.approx(19.2)  # centre to centre, exact for an integer radius
+    assert finding.diameter_3d_mm == pytest.approx(math.hypot(19.2, 2 * 4.0))
+    assert finding.slice_range == (1, 3)
+    assert 1 <= finding.axial_diameter_slice <= 3
+
+
+def test_axial_diameter_is_in_mm_with_unequal_pixel_sides():
+    spacing, radius = (3.0, 0.6, 0.9), 10.0  # an ellipse in pixels, a circle in mm
+    label = ellipsoid((1, 50, 40), (1.0, *spacing[1:]), (0, 25, 20), radius).astype(np.uint8) * 2
+    (finding,) = tumor_findings(label, spacing)
+    assert abs(finding.axial_diameter_mm - 2 * radius) <= 0.9
+    assert finding.diameter_3d_mm == pytest.approx(finding.axial_diameter_mm)  # one slice: flat hull fallback
+
+
+def test_two_tumors_sorted_by_volume_with_sides_and_specks_dropped():
+    spacing = (1.0, 1.0, 1.0)
+    label = np.zeros((20, 30, 60), np.uint8)
+    label[2:12, 5:15, 5:15] = 2  # 1000 voxels in the image's left half: patient right
+    label[5:10, 10:15, 45:50] = 2  # 125 voxels: patient left
+    label[15, 25, 30] = 2  # a 1 mm³ speck, below 0.05 ml
+    findings = tumor_findings(label, spacing)
+    assert [f.voxel_count for f in findings] == [1000, 125]
+    assert [f.side for f in findings] == ["right", "left"]
+    assert findings[0].volume_ml == pytest.approx(1.0)
+    assert findings[0].slice_range == (2, 11)
+    assert findings[0].diameter_3d_mm == pytest.approx(math.sqrt(3 * 9**2))
+    assert len(tumor_findings(label, spacing, min_volume_ml=0.0)) == 3
+
+
+def test_diagonal_voxels_are_one_tumor():
+    label = np.zeros((6, 6, 6), np.uint8)
+    for i in range(1, 5):
+        label[i, i, i] = 2  # corner-touching only: one lesion under 26-connectivity
+    (finding,) = tumor_findings(label, (1.0, 1.0, 1.0), min_volume_ml=0.0)
+    assert finding.voxel_count == 4
+    assert finding.diameter_3d_mm == pytest.approx(3 * math.sqrt(3))  # collinear: degenerate hull
+
+
+def test_structure_volumes_equal_hand_count_times_voxel_volume():
+    spacing = (2.0, 0.5, 0.8)  # 0.8 mm³ per voxel
+    label = np.zeros((4, 5, 6), np.uint8)
+    label[0, :2, :3] = 1  # 6 kidney voxels
+    label[1:3, 1:4, 2] = 1  # 6 more
+    label[3, 4, :5] = 2  # 5 tumor voxels
+    volumes = structure_volumes_ml(label, spacing)
+    assert volumes["kidney"] == pytest.approx(12 * 0.8 / 1000)
+    assert volumes["tumor"] == pytest.approx(5 * 0.8 / 1000)
+    assert volumes["kidney_tumor"] == pytest.approx(17 * 0.8 / 1000)
+    assert structure_volumes_ml(np.zeros((2, 2, 2), np.uint8), spacing) == {
+        "kidney": 0.0,
+        "tumor": 0.0,
+        "kidney_tumor": 0.0,
+    }
+
+
+def test_kidney_side_volumes_keep_a_tumor_with_its_kidney():
+    label = np.zeros((10, 20, 40), np.uint8)
+    label[2:8, 5:15, 2:12] = 1  # patient right kidney: 600 voxels
+    label[4:6, 8:12, 12:22] = 2  # its tumor crosses the midline (column 19.5): 80 voxels
+    label[3:7, 5:10, 30:35] = 1  # patient left kidney: 100 voxels
+    sides = kidney_side_volumes_ml(label, (1.0, 2.0, 0.5))
+    assert sides["right"] == pytest.approx(680 * 1e-3)
+    assert sides["left"] == pytest.approx(100 * 1e-3)
+
+
+def test_measurements_reject_bad_inputs():
+    with pytest.raises(ValueError, match="spacing"):
+        structure_volumes_ml(np.zeros((2, 2, 2), np.uint8), (1.0, 0.0, 1.0))
+    with pytest.raises(ValueError, match="3D"):
+        tumor_findings(np.zeros((2, 2), np.uint8), (1.0, 1.0, 1.0))
+
+
+# ---- training curves ---------------------------------------------------------------------------
+
+
+def write_log(path: Path, rows: list[str]) -> Path:
+    path.write_text(LOG_HEADER + "".join(r + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def test_training_curves_png_with_missing_validation_values(tmp_path):
+    log = write_log(
+        tmp_path / "train_log.csv",
+        [
+            "0,50,1.20,,,,0.001,10.0",
+            "1,100,0.80,0.70,0.30,0.50,0.0009,20.0",
+            "2,150,0.60,,,,0.0008,30.0",
+            "3,200,0.45,0.90,0.55,0.725,0.0007,40.0",
+        ],
+    )
+    out = tmp_path / "figures" / "curves.png"
+    assert training_curves_png(log, out) == out
+    width, height = (round(v * DPI) for v in CURVES_FIGSIZE)
+    assert_png(out, width, height)
+
+
+def test_training_curves_png_with_one_row_and_no_validation(tmp_path):
+    log = write_log(tmp_path / "log.csv", ["0,1,2.5,,,,0.01,1.5"])
+    out = tmp_path / "out" / "curves.png"
+    training_curves_png(log, out)
+    assert_png(out, *(round(v * DPI) for v in CURVES_FIGSIZE))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",  # empty file
+        LOG_HEADER,  # header only
+        "a,b,c\n1,2,3\n",  # not a training log
+        LOG_HEADER + "0,1,oops,,,,0.1,1\n",  # a non-number
+    ],
+)
+def test_bad_training_log_leaves_no_png(tmp_path, content):
+    log = tmp_path / "log.csv"
+    log.write_text(content, encoding="utf-8")
+    out_dir = tmp_path / "out"
+    with pytest.raises(NephrosegInputError):
+        training_curves_png(log, out_dir / "curves.png")
+    assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+def test_failed_render_leaves_old_png_and_no_temp_file(tmp_path, monkeypatch):
+    log = write_log(tmp_path / "log.csv", ["0,1,2.5,0.5,0.2,0.35,0.01,1.5"])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "curves.png").write_bytes(b"previous")
+
+    def half_written(self, fname, **kwargs):
+        Path(fname).write_bytes(PNG_SIGNATURE)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", half_written)
+    with pytest.raises(OSError, match="disk full"):
+        training_curves_png(log, out_dir / "curves.png")
+    assert [p.name for p in out_dir.iterdir()] == ["curves.png"]
+    assert (out_dir / "curves.png").read_bytes() == b"previous"
+
+
+# ---- overlays ----------------------------------------------------------------------------------
+
+
+def synthetic_case(shape=(12, 64, 80)):
+    """CT with two kidneys (right one with a tumor) and a prediction that misses part of the tumor."""
+    z, y, x = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    image = np.full(shape, -900.0, np.float32)
+    image[(y - 32) ** 2 / 28**2 + (x - 40) ** 2 / 36**2 <= 1] = 20.0  # body
+    truth = np.zeros(shape, np.uint8)
+    truth[(z >= 2) & (z <= 9) & ((y - 36) ** 2 / 12**2 + (x - 20) ** 2 / 7**2 <= 1)] = 1
+    truth[(z >= 2) & (z <= 9) & ((y - 36) ** 2 / 12**2 + (x - 60) ** 2 / 7**2 <= 1)] = 1
+    tumor = (z >= 4) & (z <= 7) & ((y - 30) ** 2 + (x - 22) ** 2 <= (5 - abs(z - 6)) ** 2 + 9)
+    truth[tumor] = 2
+    prediction = truth.copy()
+    prediction[(prediction == 2) & (x > 23)] = 1
+    image[truth == 1] = 180.0
+    image[truth == 2] = 60.0
+    return image, truth, prediction
+
+
+def test_pick_slice_prefers_largest_tumor_then_kidney():
+    _, truth, prediction = synthetic_case()
+    assert pick_slice(truth, prediction) == int(np.argmax((truth == 2).sum(axis=(1, 2))))
+    no_tumor = np.zeros((6, 10, 10), np.uint8)
+    no_tumor[1:5, 2:6, 2:6] = 1
+    no_tumor[3, 0, :10] = 1  # one slice with the most kidney
+    assert pick_slice(no_tumor, None) == 3
+    tumor_in_prediction_only = no_tumor.copy()
+    tumor_in_prediction_only[1, 3, 3] = 2
+    assert pick_slice(no_tumor, tumor_in_prediction_only) == 1
+    assert pick_slice(None, truth) == pick_slice(truth, None)
+    assert pick_slice(np.zeros((6, 2, 2), np.uint8), None) == 3
+
+
+def test_overlay_png_three_panels(tmp_path):
+    image, truth, prediction = synthetic_case()
+    out = tmp_path / "overlays" / "case_00001.png"
+    assert overlay_png(image, truth, prediction, out, "case_00001", spacing=(3.0, 0.8, 0.8)) == out
+    height = round((PANEL_INCHES + OVERLAY_EXTRA_HEIGHT) * DPI)
+    assert_png(out, round(3 * PANEL_INCHES * DPI), height)
+
+
+def test_overlay_png_prediction_only_and_explicit_slice(tmp_path):
+    image, _, prediction = synthetic_case()
+    out = tmp_path / "pred_only.png"
+    overlay_png(image, None, prediction, out, "test case", spacing=(3.0, 0.7, 0.9), slice_index=0)
+    assert_png(out, round(2 * PANEL_INCHES * DPI), round((PANEL_INCHES + OVERLAY_EXTRA_HEIGHT) * DPI))
+
+
+def test_overlay_png_refuses_mismatched_shapes_and_writes_nothing(tmp_path):
+    image, truth, _ = synthetic_case()
+    with pytest.raises(ValueError, match="shape"):
+        overlay_png(image, truth[:, :10], None, tmp_path / "x.png", "bad")
+    with pytest.raises(ValueError, match="slice"):
+        overlay_png(image, truth, None, tmp_path / "x.png", "bad", slice_index=99)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_overlay_grid_png(tmp_path):
+    image, truth, prediction = synthetic_case()
+    cases = [
+        OverlayCase("case_00001", image, truth, prediction),
+        OverlayCase("case_00002", image, None, truth),
+    ]
+    out = overlay_grid_png(cases, tmp_path / "grid.png")
+    assert_png(out, round(3 * PANEL_INCHES * DPI), round((2 * PANEL_INCHES + OVERLAY_EXTRA_HEIGHT / 2) * DPI))
+
+
+# ---- Markdown report ---------------------------------------------------------------------------
+
+
+def test_report_markdown_has_scores_cases_findings_and_relative_links(tmp_path):
+    _, truth, prediction = synthetic_case()
+    figures_dir = tmp_path / "run" / "figures"
+    figures_dir.mkdir(parents=True)
+    overlay = figures_dir / "case_00001.png"
+    cases = [
+        CaseReport.from_label(
+            "case_00001",
+            prediction,
+            (3.0, 0.8, 0.8),
+            metrics={"composite_dice": 0.8, "kidney_tumor_dice": 0.95, "tumor_dice": 0.65},
+            radiographic_size_cm=1.2,
+            overlay=overlay,
+        ),
+        CaseReport.from_label(
+            "case_00002",
+            truth,
+            (3.0, 0.8, 0.8),
+            metrics={"composite_dice": 0.6, "kidney_tumor_dice": 0.9, "tumor_dice": 0.3},
+        ),
+    ]
+    assert summarize_scores(cases)["composite_dice"]["mean"] == pytest.approx(0.7)
+    out = tmp_path / "run" / "report.md"
+    written = write_report_md(
+        out, cases, {"model": "unet2d", "cases": 2}, {"training curves": figures_dir / "curves.png"}
+    )
+    text = written.read_text(encoding="utf-8")
+    assert "| composite Dice (KiTS score) | 2 | **0.700** |" in text
+    assert "| case_00001 |" in text and "| case_00002 |" in text
+    volumes = cases[0].volumes_ml
+    assert f"| case_00001 | {volumes['kidney']:.1f} | {volumes['tumor']:.1f} |" in text
+    assert "| 1.2 | 0.800 | 0.950 | 0.650 | [png](figures/case_00001.png) |" in text
+    assert "![training curves](figures/curves.png)" in text
+    assert "| model | unet2d |" in text
+    assert "neither the prediction nor the ground truth contains a structure, its Dice is 1.0" in text
+    assert "exactly one of them contains it, 0.0" in text
+    assert "| case_00001 | 1 | right |" in text  # the tumor sits in the image's left half
+    assert sorted(p.name for p in out.parent.iterdir()) == ["figures", "report.md"]  # no temp files
+
+
+def test_report_without_ground_truth_says_so(tmp_path):
+    label = np.zeros((3, 8, 8), np.uint8)
+    out = write_report_md(tmp_path / "r.md", [CaseReport.from_label("case_00210", label, (1, 1, 1))], {}, {})
+    text = out.read_text(encoding="utf-8")
+    assert "no Dice scores" in text
+    assert "Dice" not in text.split("## Cases")[1].split("## Tumor findings")[0]
+    assert "| case_00210 | 0.0 | 0.0 | 0.0 / 0.0 | 0 | — | — |" in text
+    assert "No tumor found" in text
