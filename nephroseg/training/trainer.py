@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,9 +88,6 @@ def _resolve_split(run_dir: Path, case_ids: list[str], recipe: Recipe, seed: int
             raise NephrosegInputError(
                 path, "the data or seed changed since this run started; resume needs the same"
             )
-    atomic_write_text(
-        path, json.dumps({"train": split.train, "val": split.val, "test": split.test}, indent=1)
-    )
     return split
 
 
@@ -116,6 +114,73 @@ def validate(model: SegmentationModel, cases: list[PreparedCase], device: torch.
     }
 
 
+@dataclass(eq=False)
+class _Session:
+    """What the loop changes as it runs; saved whole in every checkpoint."""
+
+    model: SegmentationModel
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    seed: int
+    epoch: int = 0
+    step: int = 0
+    best_score: float = -1.0
+    best_epoch: int = -1
+
+    def payload(self, metrics: dict[str, float]) -> dict:
+        return {
+            "recipe": self.model.recipe.model_dump(mode="json"),
+            "model_state": self.model.network.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "schedule_state": self.schedule.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "seed": self.seed,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "metrics": metrics,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.network.load_state_dict(state["model_state"])
+        self.optimizer.load_state_dict(state["optimizer_state"])
+        self.schedule.load_state_dict(state["schedule_state"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+
+
+def _prepare_data(
+    data_dir, recipe: Recipe, run_dir: Path, seed: int, resume: bool, cache: Path, progress: bool
+):
+    cases = find_cases(data_dir, require_labels=True)
+    split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
+    by_id = {c.case_id: c for c in cases}
+    spacing = recipe.preprocess.spacing_mm
+    with progress_bar(progress) as bar:
+        train_cases = _prepare_all([by_id[i] for i in split.train], spacing, cache, bar, "prepare")
+        val_cases = _prepare_all([by_id[i] for i in split.val], spacing, cache, bar, "prepare val")
+    return split, train_cases, val_cases
+
+
+def _run_epoch(
+    session: _Session, loader: DataLoader, loss_fn, device: torch.device, bar: Progress, task
+) -> float:
+    network, losses = session.model.network, []
+    network.train()
+    total = session.model.recipe.train.epochs
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        session.optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(network(images), labels)
+        loss.backward()
+        session.optimizer.step()
+        session.schedule.step()
+        session.step += 1
+        losses.append(float(loss.detach()))
+        bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
+    return float(np.mean(losses))
+
+
 def train(
     data_dir: str | Path,
     recipe: Recipe,
@@ -128,110 +193,77 @@ def train(
     progress: bool = True,
     tensorboard: bool = True,
 ) -> TrainResult:
-    """Train ``recipe`` on the labelled KiTS-layout cases in ``data_dir``; write the run to ``run_dir``."""
+    """Train ``recipe`` on the labelled KiTS-layout cases in ``data_dir``; write the run to ``run_dir``.
+
+    Bad input found while the cases are read leaves no run folder behind (when this call made it).
+    """
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     last_path = checkpoints / LAST_NAME
     if last_path.exists() and not resume:
-        raise NephrosegInputError(
-            run_dir, "already holds a training run: pass --resume to continue it, or a new folder"
-        )
+        raise NephrosegInputError(run_dir, "already holds a training run: pass --resume to continue it")
     torch_device = resolve_device(device)
     spec = recipe.train
-    cases = find_cases(data_dir, require_labels=True)
-    split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
-    by_id = {c.case_id: c for c in cases}
+    fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
-
-    with progress_bar(progress) as bar:
-        train_cases = _prepare_all(
-            [by_id[i] for i in split.train], recipe.preprocess.spacing_mm, cache, bar, "prepare"
+    try:
+        split, train_cases, val_cases = _prepare_data(
+            data_dir, recipe, run_dir, seed, resume, cache, progress
         )
-        val_cases = _prepare_all(
-            [by_id[i] for i in split.val], recipe.preprocess.spacing_mm, cache, bar, "prepare val"
-        )
+    except NephrosegInputError:
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     recipe = _with_intensity_statistics(recipe, train_cases)
-    atomic_write_text(
-        run_dir / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
-    )
+    _write_run_files(run_dir, recipe, split)
 
     torch.manual_seed(seed)
     network = build_model(recipe.model).to(torch_device)
-    model = SegmentationModel(network, recipe)
     optimizer = build_optimizer(network.parameters(), spec)
-    schedule = build_schedule(optimizer, spec)
-    loss_fn = build_loss(spec, recipe.model.num_classes).to(torch_device)
-
-    start_epoch, step, best_score, best_epoch = 0, 0, -1.0, -1
+    session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
     if resume and last_path.exists():
-        state = load_checkpoint(last_path, map_location=torch_device)
-        network.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-        schedule.load_state_dict(state["schedule_state"])
-        start_epoch, step = int(state["epoch"]), int(state["step"])
-        best_score, best_epoch = float(state["best_score"]), int(state["best_epoch"])
-
-    dataset = SliceDataset(train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices)
+        session.restore(load_checkpoint(last_path, map_location=torch_device))
+    start_epoch = session.epoch
+    loss_fn = build_loss(spec, recipe.model.num_classes).to(torch_device)
     sampler = SliceSampler(train_cases, spec, seed)
     loader = DataLoader(
-        dataset,
+        SliceDataset(train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices),
         batch_size=spec.batch_size,
         sampler=sampler,
         num_workers=spec.num_workers,
-        collate_fn=None,
-        persistent_workers=False,
     )
     log = RunLog(run_dir, start_epoch, tensorboard=tensorboard)
-    n_parameters = parameter_count(network)
     train_seconds = 0.0
     try:
         with progress_bar(progress) as bar:
             task = bar.add_task("train", total=spec.epochs * spec.iterations_per_epoch, status="")
             bar.update(task, completed=start_epoch * spec.iterations_per_epoch)
-            for epoch in range(start_epoch, spec.epochs):
-                network.train()
-                sampler.set_epoch(epoch)
-                started, losses = time.perf_counter(), []
-                for images, labels in loader:
-                    images, labels = images.to(torch_device), labels.to(torch_device)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss = loss_fn(network(images), labels)
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    step += 1
-                    losses.append(float(loss.detach()))
-                    bar.update(
-                        task, advance=1, status=f"epoch {epoch + 1}/{spec.epochs} loss {np.mean(losses):.4f}"
-                    )
-                seconds = time.perf_counter() - started
-                train_seconds += seconds
+            while session.epoch < spec.epochs:
+                sampler.set_epoch(session.epoch)
+                started = time.perf_counter()
                 row: dict = {
-                    "epoch": epoch,
-                    "step": step,
-                    "train_loss": float(np.mean(losses)),
-                    "seconds": seconds,
+                    "epoch": session.epoch,
+                    "train_loss": _run_epoch(session, loader, loss_fn, torch_device, bar, task),
                 }
-                row["lr"] = optimizer.param_groups[0]["lr"]
-                is_last = epoch + 1 == spec.epochs
-                if val_cases and ((epoch + 1) % spec.val_every == 0 or is_last):
-                    row.update(validate(model, val_cases, torch_device))
-                    if row["val_composite_dice"] > best_score:
-                        best_score, best_epoch = row["val_composite_dice"], epoch
-                        bar.update(task, status=f"epoch {epoch + 1}: best composite {best_score:.3f}")
-                payload = {
-                    "recipe": recipe.model_dump(mode="json"),
-                    "model_state": network.state_dict(),
-                    "optimizer_state": optimizer.state_dict(),
-                    "schedule_state": schedule.state_dict(),
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "seed": seed,
-                    "best_score": best_score,
-                    "best_epoch": best_epoch,
-                    "metrics": {k: v for k, v in row.items() if k.startswith("val_")},
-                }
-                if best_epoch == epoch:
+                row.update(
+                    step=session.step,
+                    lr=optimizer.param_groups[0]["lr"],
+                    seconds=time.perf_counter() - started,
+                )
+                train_seconds += row["seconds"]
+                if val_cases and (
+                    (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
+                ):
+                    row.update(validate(session.model, val_cases, torch_device))
+                    if row["val_composite_dice"] > session.best_score:
+                        session.best_score, session.best_epoch = row["val_composite_dice"], session.epoch
+                        bar.update(
+                            task, status=f"epoch {session.epoch + 1}: best composite {session.best_score:.3f}"
+                        )
+                improved = session.best_epoch == session.epoch
+                session.epoch += 1
+                payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
+                if improved:
                     save_checkpoint(checkpoints / BEST_NAME, payload)
                 save_checkpoint(last_path, payload)
                 log.add(row)
@@ -239,16 +271,16 @@ def train(
         log.close()
 
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
+    iterations = max(1, (spec.epochs - start_epoch) * spec.iterations_per_epoch)
     summary = {
         "recipe": recipe.name,
         "model": recipe.model.name,
-        "parameters": n_parameters,
-        "best_epoch": best_epoch,
-        "best_val_composite_dice": best_score,
+        "parameters": parameter_count(network),
+        "best_epoch": session.best_epoch,
+        "best_val_composite_dice": session.best_score,
         "epochs": spec.epochs,
-        "steps": step,
-        "seconds_per_iteration": train_seconds
-        / max(1, (spec.epochs - start_epoch) * spec.iterations_per_epoch),
+        "steps": session.step,
+        "seconds_per_iteration": train_seconds / iterations,
         "train_cases": split.train,
         "val_cases": split.val,
         "test_cases": split.test,
@@ -256,4 +288,12 @@ def train(
         "device": str(torch_device),
     }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return TrainResult(run_dir, best_path, best_score, best_epoch, spec.epochs, step)
+    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
+
+
+def _write_run_files(run_dir: Path, recipe: Recipe, split: Split) -> None:
+    atomic_write_text(
+        run_dir / "recipe.yaml", yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    )
+    payload = {"train": split.train, "val": split.val, "test": split.test}
+    atomic_write_text(run_dir / "split.json", json.dumps(payload, indent=1))

@@ -1,0 +1,232 @@
+"""The ``nephroseg`` command: a thin typer layer over the package's functions.
+
+Every command does what a Python function of the same name does; this file only parses arguments.
+A problem the user can fix is printed on one line (``error: FILE: problem``) with exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from nephroseg.errors import NephrosegInputError
+
+app = typer.Typer(
+    name="nephroseg",
+    help="Kidney and kidney-tumor segmentation in abdominal CT (KiTS19: 0 background, 1 kidney, 2 tumor).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
+DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the KiTS19-layout cohort into.")],
+    cases: Annotated[int, typer.Option(help="Number of cases.", min=1)] = 10,
+    seed: Annotated[int, typer.Option(help="Cohort seed: same seed, same cases.")] = 0,
+    size: Annotated[
+        int, typer.Option(help="In-plane size in pixels (512 as KiTS19; smaller is faster).")
+    ] = 512,
+    first_index: Annotated[int, typer.Option(help="Number of the first case (case_XXXXX).", min=0)] = 0,
+    min_tumors: Annotated[int, typer.Option(help="Fewest tumors per case (every KiTS19 case has one).")] = 1,
+    max_tumors: Annotated[int, typer.Option(help="Most tumors per case.")] = 3,
+    thickness: Annotated[
+        tuple[float, float], typer.Option(help="Slice thickness range in mm (KiTS19: 0.5 to 5).")
+    ] = (0.5, 5.0),
+    from_masks: Annotated[
+        Path | None, typer.Option(help="Paint CT onto the label maps of this KiTS-layout folder instead.")
+    ] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Generate synthetic KiTS-like CT phantoms (imaging + segmentation + kits.json)."""
+    from nephroseg.synth import SynthConfig, synthesize_cohort
+
+    try:
+        config = SynthConfig(
+            size=size, min_tumors=min_tumors, max_tumors=max_tumors, slice_thickness_mm=tuple(thickness)
+        )
+    except ValueError as err:
+        raise NephrosegInputError("synth options", str(err)) from err
+    written = synthesize_cohort(
+        out, cases, seed, config, from_masks=from_masks, start_index=first_index, progress=progress
+    )
+    typer.echo(f"wrote {len(written)} cases to {out}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="KiTS-layout folder of labelled cases.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, logs, curves).")],
+    recipe: Annotated[
+        str, typer.Option(help="Recipe name (see `nephroseg recipes`) or YAML file.")
+    ] = "resunet25d",
+    profile: Annotated[str | None, typer.Option(help="A named profile of the recipe, e.g. demo.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a recipe field: section.key=value (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split, initialization and sampling.")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    device: DeviceOption = "auto",
+    cache: Annotated[
+        Path | None, typer.Option(help="Folder for preprocessed cases (default: RUN/cache).")
+    ] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Train a recipe; the best checkpoint is chosen by validation KiTS composite Dice."""
+    from nephroseg.recipe import load_recipe
+    from nephroseg.training import train as train_run
+
+    loaded = load_recipe(recipe, profile=profile, overrides=set_)
+    result = train_run(
+        data, loaded, out, seed=seed, resume=resume, device=device, cache_dir=cache, progress=progress
+    )
+    typer.echo(
+        f"best checkpoint {result.best_checkpoint} (epoch {result.best_epoch + 1}, "
+        f"validation composite Dice {result.best_composite_dice:.4f})"
+    )
+
+
+@app.command()
+def predict(
+    input_: Annotated[
+        Path, typer.Option("--input", "-i", help="A NIfTI file, a folder of them or a KiTS folder.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output folder, or a .nii.gz file for one input.")
+    ],
+    model: Annotated[
+        list[Path], typer.Option("--model", "-m", help="Run folder or checkpoint; repeat to ensemble.")
+    ],
+    device: DeviceOption = "auto",
+    batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
+    tta: Annotated[bool, typer.Option(help="Average over in-plane flips (4× slower).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    progress: ProgressOption = True,
+) -> None:
+    """Segment CT volumes; labels are written on each input's own grid (shape, affine, orientation)."""
+    from nephroseg.inference import predict as predict_volumes
+
+    written = predict_volumes(
+        input_,
+        output,
+        model,
+        device=device,
+        batch_size=batch_size,
+        tta=tta,
+        overwrite=overwrite,
+        progress=progress,
+    )
+    typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps.")],
+    gt: Annotated[Path, typer.Option(help="Folder of ground truth (KiTS layout or flat files).")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where metrics.csv and metrics.json go (default: --pred).")
+    ] = None,
+    allow_missing: Annotated[bool, typer.Option(help="Score only the cases that have a prediction.")] = False,
+) -> None:
+    """KiTS19 scores (kidney+tumor, tumor and composite Dice) plus per-class Dice/IoU, pixel accuracy
+    and per-slice mean IoU, per case and on average."""
+    from nephroseg.metrics import evaluate_folders, write_evaluation
+
+    evaluation = evaluate_folders(pred, gt, allow_missing=allow_missing)
+    csv_path, _ = write_evaluation(evaluation, out or pred)
+    mean = evaluation.mean
+    typer.echo(f"{len(evaluation.per_case)} cases, per-case table in {csv_path}")
+    typer.echo(
+        f"kidney_tumor_dice={mean['kidney_tumor_dice']:.4f} tumor_dice={mean['tumor_dice']:.4f} "
+        f"composite_dice={mean['composite_dice']:.4f}"
+    )
+
+
+@app.command()
+def report(
+    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps.")],
+    images: Annotated[Path, typer.Option(help="Folder of the CT images (KiTS layout or flat files).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and figures/.")],
+    gt: Annotated[Path | None, typer.Option(help="Ground truth, for Dice and overlays against it.")] = None,
+    run: Annotated[Path | None, typer.Option(help="Training run folder, for its curves.")] = None,
+    kits_json: Annotated[Path | None, typer.Option(help="kits.json for reference tumor sizes.")] = None,
+    progress: ProgressOption = True,
+) -> None:
+    """Volumes, tumor sizes, overlays of prediction against label, training curves: report.md."""
+    from nephroseg.report.build import build_report
+
+    path = build_report(pred, images, out, gt_dir=gt, run_dir=run, kits_json=kits_json, progress=progress)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path(
+        "demo_out"
+    ),
+    progress: ProgressOption = True,
+) -> None:
+    """The main job end to end on generated data: synth → train → predict → evaluate → report."""
+    from nephroseg.demo import run_demo
+
+    result = run_demo(out, progress=progress)
+    typer.echo(f"report: {result.report}")
+    typer.echo(f"composite_dice={result.composite_dice:.4f}")
+
+
+@app.command()
+def models() -> None:
+    """List the registered models with their input kind, parameter count and source report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nephroseg.models import build_model, parameter_count, registered_models
+    from nephroseg.recipe import ModelSpec
+
+    table = Table("name", "input", "parameters", "source", "description")
+    for info in registered_models():
+        in_slices = 3 if info.input_kind == "2.5d" else 1
+        count = parameter_count(build_model(ModelSpec(name=info.name, in_slices=in_slices)))
+        table.add_row(info.name, info.input_kind, f"{count:,}", info.source, info.description)
+    Console().print(table)
+
+
+@app.command()
+def recipes() -> None:
+    """List the recipes in recipes/ with their source report and profiles."""
+    from nephroseg.recipe import available_recipes, load_recipe
+
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        profiles = ", ".join(recipe.profiles) or "-"
+        typer.echo(f"{name}: model {recipe.model.name}; profiles {profiles}; source {recipe.source}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the command and turns a user error into one line on stderr and exit 2."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except NephrosegInputError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    if isinstance(result, int) and result:
+        sys.exit(result)
+
+
+if __name__ == "__main__":
+    main()

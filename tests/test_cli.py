@@ -1,0 +1,244 @@
+"""The command line: end to end on a tiny cohort, and bad input → one line, exit 2, no output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from conftest import files_under, kits_affine, save_nifti
+
+from nephroseg.cli import main
+
+TINY = ["--recipe", "resunet25d", "--profile", "tiny", "--device", "cpu", "--no-progress"]
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A KiTS-layout cohort and a two-step training run on it (shared by the tests below)."""
+    from conftest import blob_case
+
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "kits"
+    for i in range(3):
+        image, label = blob_case(seed=i)
+        affine = kits_affine((3.0, 1.5, 1.5))
+        save_nifti(data / f"case_{i:05d}" / "imaging.nii.gz", image, affine, np.int16)
+        save_nifti(data / f"case_{i:05d}" / "segmentation.nii.gz", label, affine, np.uint8)
+    run = root / "run"
+    with pytest.MonkeyPatch.context():
+        main(
+            ["train", "--data", str(data), "--out", str(run), "--set", "train.iterations_per_epoch=2", *TINY]
+        )
+    return data, run
+
+
+def test_train_writes_a_complete_run(trained_run) -> None:
+    _, run = trained_run
+    for name in (
+        "recipe.yaml",
+        "split.json",
+        "log.csv",
+        "summary.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
+        assert (run / name).is_file(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["model"] == "resunet25d"
+    split = json.loads((run / "split.json").read_text())
+    assert len(split["val"]) == 1 and not set(split["train"]) & set(split["val"])
+    assert list((run / "tensorboard").iterdir())
+
+
+def test_predict_evaluate_report_end_to_end(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    out = tmp_path / "pred"
+    code, stdout, _ = run_cli(
+        ["predict", "-i", str(data), "-o", str(out), "-m", str(run), "--no-progress"], capsys
+    )
+    assert code == 0 and "wrote 3 segmentation(s)" in stdout
+    for case in ("case_00000", "case_00001", "case_00002"):
+        written = nib.load(out / f"{case}.nii.gz")
+        source = nib.load(data / case / "imaging.nii.gz")
+        assert written.shape == source.shape and written.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(written.affine, source.affine)
+    code, stdout, _ = run_cli(["evaluate", "--pred", str(out), "--gt", str(data)], capsys)
+    assert code == 0 and "composite_dice=" in stdout
+    assert (out / "metrics.csv").read_text().splitlines()[-1].startswith("mean,")
+    code, stdout, _ = run_cli(
+        [
+            "report",
+            "--pred",
+            str(out),
+            "--images",
+            str(data),
+            "--gt",
+            str(data),
+            "--run",
+            str(run),
+            "--out",
+            str(tmp_path / "report"),
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "case_00001" in report and "figures/curves.png" in report
+    assert (tmp_path / "report" / "figures" / "case_00002.png").stat().st_size > 1000
+
+
+def test_predict_single_file_to_named_output(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    target = tmp_path / "one.nii.gz"
+    source = data / "case_00001" / "imaging.nii.gz"
+    code, _, _ = run_cli(
+        ["predict", "-i", str(source), "-o", str(target), "-m", str(run), "--no-progress"], capsys
+    )
+    assert code == 0 and files_under(tmp_path) == ["one.nii.gz"]
+
+
+def test_ensemble_of_a_checkpoint_file_and_a_run(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    args = ["predict", "-i", str(data), "-o", str(tmp_path / "e"), "--no-progress"]
+    code, _, _ = run_cli([*args, "-m", str(run), "-m", str(run / "checkpoints" / "last.pt")], capsys)
+    assert code == 0 and len(list((tmp_path / "e").glob("*.nii.gz"))) == 3
+
+
+# ---- bad input: one line on stderr naming the file, exit 2, nothing written ------------------------
+
+
+def _assert_user_error(code: int, err: str, *fragments: str) -> None:
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_predict_missing_input(trained_run, tmp_path: Path, capsys) -> None:
+    _, run = trained_run
+    missing = tmp_path / "absent.nii.gz"
+    code, _, err = run_cli(["predict", "-i", str(missing), "-o", str(tmp_path / "o"), "-m", str(run)], capsys)
+    _assert_user_error(code, err, str(missing), "not found")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "problem,fragment",
+    [("truncated", "truncated or corrupt"), ("4d", "expected a 3D volume"), ("nan", "NaN")],
+)
+def test_predict_bad_volume_writes_nothing(trained_run, tmp_path: Path, capsys, problem, fragment) -> None:
+    _, run = trained_run
+    path = tmp_path / "in" / "bad.nii.gz"
+    if problem == "truncated":
+        save_nifti(
+            path, np.random.default_rng(0).normal(size=(16, 64, 64)), kits_affine((3, 1, 1)), np.float32
+        )
+        path.write_bytes(path.read_bytes()[:3000])
+    elif problem == "4d":
+        save_nifti(path, np.zeros((4, 8, 8, 2), np.int16), kits_affine((3, 1, 1)))
+    else:
+        data = np.zeros((4, 8, 8), np.float32)
+        data[1, 2, 3] = np.nan
+        save_nifti(path, data, kits_affine((3, 1, 1)))
+    out = tmp_path / "out"
+    code, _, err = run_cli(
+        ["predict", "-i", str(path), "-o", str(out), "-m", str(run), "--no-progress"], capsys
+    )
+    _assert_user_error(code, err, str(path), fragment)
+    assert not out.exists() or files_under(out) == []
+
+
+def test_predict_refuses_to_overwrite(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "case_00000.nii.gz").write_bytes(b"user's earlier result")
+    code, _, err = run_cli(["predict", "-i", str(data), "-o", str(out), "-m", str(run)], capsys)
+    _assert_user_error(code, err, "case_00000.nii.gz", "--overwrite")
+    assert (out / "case_00000.nii.gz").read_bytes() == b"user's earlier result"
+    assert files_under(out) == ["case_00000.nii.gz"]
+
+
+def test_predict_refuses_checkpoint_with_pickled_code(tmp_path: Path, capsys) -> None:
+    import os
+
+    path = tmp_path / "evil.pt"
+    # A reference to a callable: unpickling it with full pickle would hand the file control.
+    torch.save({"format": "nephroseg.checkpoint.v1", "hook": os.system}, path)
+    save_nifti(tmp_path / "ct.nii.gz", np.zeros((2, 8, 8), np.int16), kits_affine((3, 1, 1)))
+    code, _, err = run_cli(
+        ["predict", "-i", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "o"), "-m", str(path)], capsys
+    )
+    _assert_user_error(code, err, str(path), "refused")
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("problem", ["label_values", "shape", "affine"])
+def test_train_bad_cases_leave_no_run(tmp_path: Path, capsys, problem: str) -> None:
+    from conftest import blob_case
+
+    data = tmp_path / "kits"
+    for i in range(3):
+        image, label = blob_case(seed=i)
+        affine = kits_affine((3.0, 1.5, 1.5))
+        if i == 2 and problem == "label_values":
+            label[0, 0, 0] = 5
+        if i == 2 and problem == "shape":
+            label = label[:, :, :-1]
+        if i == 2 and problem == "affine":
+            affine = kits_affine((3.0, 1.5, 1.25))
+        save_nifti(data / f"case_{i:05d}" / "imaging.nii.gz", image, kits_affine((3.0, 1.5, 1.5)), np.int16)
+        save_nifti(data / f"case_{i:05d}" / "segmentation.nii.gz", label, affine, np.uint8)
+    run = tmp_path / "run"
+    code, _, err = run_cli(["train", "--data", str(data), "--out", str(run), *TINY], capsys)
+    _assert_user_error(code, err, "case_00002", "segmentation.nii.gz")
+    assert not run.exists()
+
+
+def test_train_refuses_existing_run_without_resume(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    code, _, err = run_cli(["train", "--data", str(data), "--out", str(run), *TINY], capsys)
+    _assert_user_error(code, err, str(run), "--resume")
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_bad_recipe_override_names_the_key(trained_run, tmp_path: Path, capsys) -> None:
+    data, _ = trained_run
+    code, _, err = run_cli(
+        ["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY, "--set", "train.epochz=3"], capsys
+    )
+    _assert_user_error(code, err, "train.epochz", "unknown key")
+    assert not (tmp_path / "r").exists()
+
+
+def test_evaluate_missing_prediction(trained_run, tmp_path: Path, capsys) -> None:
+    data, _ = trained_run
+    save_nifti(
+        tmp_path / "p" / "case_00000.nii.gz", np.zeros((12, 40, 48), np.uint8), kits_affine((3, 1.5, 1.5))
+    )
+    code, _, err = run_cli(["evaluate", "--pred", str(tmp_path / "p"), "--gt", str(data)], capsys)
+    _assert_user_error(code, err, "no prediction for 2 ground-truth case(s)")
+    assert files_under(tmp_path / "p") == ["case_00000.nii.gz"]
+
+
+def test_help_on_every_command(capsys) -> None:
+    for command in ("synth", "train", "predict", "evaluate", "report", "demo", "models", "recipes"):
+        code, out, _ = run_cli([command, "--help"], capsys)
+        assert code == 0 and "Usage" in out, command
