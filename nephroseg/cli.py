@@ -96,6 +96,59 @@ def train(
 
 
 @app.command()
+def cv(
+    data: Annotated[Path, typer.Option(help="KiTS-layout folder of labelled cases.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for fold_K runs and out-of-fold results.")],
+    recipe: Annotated[str, typer.Option(help="Recipe name or YAML file.")] = "resunet25d",
+    profile: Annotated[str | None, typer.Option(help="A named profile of the recipe.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe field (repeatable).")
+    ] = None,
+    folds: Annotated[int | None, typer.Option(help="Number of folds (default: the recipe's).", min=2)] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the folds and training.")] = 0,
+    device: DeviceOption = "auto",
+    progress: ProgressOption = True,
+) -> None:
+    """k-fold cross-validation: trains every fold (resuming), predicts each fold's held-out cases,
+    reports per-fold and pooled scores. `predict --model OUT` then ensembles the folds."""
+    from nephroseg.recipe import load_recipe
+    from nephroseg.training.crossval import cross_validate
+
+    loaded = load_recipe(recipe, profile=profile, overrides=set_)
+    result = cross_validate(data, loaded, out, folds=folds, seed=seed, device=device, progress=progress)
+    for fold, metrics in enumerate(result.per_fold):
+        typer.echo(f"fold {fold}: composite_dice={metrics['composite_dice']:.4f}")
+    typer.echo(
+        f"pooled: composite_dice={result.pooled.composite_dice:.4f} ({len(result.pooled.per_case)} cases)"
+    )
+
+
+@app.command()
+def sweep(
+    data: Annotated[Path, typer.Option(help="KiTS-layout folder of labelled cases.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for one run per value and sweep.csv.")],
+    values: Annotated[list[str], typer.Option("--value", help="A value to try (repeatable).")],
+    key: Annotated[str, typer.Option(help="The recipe field to vary.")] = "train.lr",
+    recipe: Annotated[str, typer.Option(help="Recipe name or YAML file.")] = "resunet25d",
+    profile: Annotated[str | None, typer.Option(help="A named profile of the recipe.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe field (repeatable).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed shared by every run.")] = 0,
+    device: DeviceOption = "auto",
+    progress: ProgressOption = True,
+) -> None:
+    """Train one run per value of a recipe field (default: the learning rate) and rank them."""
+    from nephroseg.recipe import load_recipe
+    from nephroseg.training.sweep import sweep as run_sweep
+
+    loaded = load_recipe(recipe, profile=profile, overrides=set_)
+    points = run_sweep(data, loaded, out, key, values, seed=seed, device=device, progress=progress)
+    for point in sorted(points, key=lambda p: -p.best_composite_dice):
+        typer.echo(f"{key}={point.value}: best validation composite_dice={point.best_composite_dice:.4f}")
+
+
+@app.command()
 def predict(
     input_: Annotated[
         Path, typer.Option("--input", "-i", help="A NIfTI file, a folder of them or a KiTS folder.")

@@ -239,6 +239,17 @@ def test_evaluate_missing_prediction(trained_run, tmp_path: Path, capsys) -> Non
 
 
 def test_help_on_every_command(capsys) -> None:
-    for command in ("synth", "train", "predict", "evaluate", "report", "demo", "models", "recipes"):
+    for command in (
+        "synth",
+        "train",
+        "cv",
+        "sweep",
+        "predict",
+        "evaluate",
+        "report",
+        "demo",
+        "models",
+        "recipes",
+    ):
         code, out, _ = run_cli([command, "--help"], capsys)
         assert code == 0 and "Usage" in out, command

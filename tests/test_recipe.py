@@ -39,6 +39,7 @@ def test_profile_and_overrides_apply_in_order() -> None:
 
 def test_parse_overrides_builds_nested_values() -> None:
     assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=x"]) == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
+    assert parse_overrides(["train.lr=3e-4"]) == {"train": {"lr": 3e-4}}
     with pytest.raises(NephrosegInputError, match="not of the form"):
         parse_overrides(["novalue"])
 

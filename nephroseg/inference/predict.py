@@ -14,7 +14,7 @@ from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
 from nephroseg.progress import progress_bar
 from nephroseg.runtime import resolve_device
-from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoint
+from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoints
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,24 @@ def plan_outputs(inputs: str | Path, output: str | Path, overwrite: bool) -> lis
 
 
 def load_models(models: list[str | Path], device: torch.device) -> list[SegmentationModel]:
-    return [
-        SegmentationModel.from_checkpoint(load_checkpoint(resolve_checkpoint(m), device), device)
-        for m in models
-    ]
+    """Every checkpoint the arguments name: a file, a run folder (its best), or a cross-validation
+    folder (the best of each fold), so ``--model CV`` ensembles the folds."""
+    paths = [path for model in models for path in resolve_checkpoints(model)]
+    return [SegmentationModel.from_checkpoint(load_checkpoint(path, device), device) for path in paths]
+
+
+def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = True) -> list[Path]:
+    """read → segment (preprocess, model, back to the source grid) → write, one case at a time."""
+    written = []
+    with progress_bar(progress) as bar:
+        task = bar.add_task("predict", total=len(jobs), status="")
+        for job in jobs:
+            bar.update(task, status=job.case_id)
+            volume = read_volume(job.source)
+            labels = segmenter.segment(volume.array, volume.spacing)
+            written.append(write_like(labels, volume, job.target))
+            bar.advance(task)
+    return written
 
 
 def predict(
@@ -71,13 +85,4 @@ def predict(
     jobs = plan_outputs(inputs, output, overwrite)
     torch_device = resolve_device(device)
     segmenter = Segmenter(load_models(models, torch_device), torch_device, batch_size=batch_size, tta=tta)
-    written = []
-    with progress_bar(progress) as bar:
-        task = bar.add_task("predict", total=len(jobs), status="")
-        for job in jobs:
-            bar.update(task, status=job.case_id)
-            volume = read_volume(job.source)
-            labels = segmenter.segment(volume.array, volume.spacing)
-            written.append(write_like(labels, volume, job.target))
-            bar.advance(task)
-    return written
+    return run_jobs(jobs, segmenter, progress)

@@ -45,11 +45,15 @@ def _mean_ignoring_nan(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, allow_missing: bool = False) -> Evaluation:
-    """Every ground-truth case needs a prediction (unless ``allow_missing``); predictions without
-    ground truth are ignored. Both must lie on the same grid."""
+def evaluate_folders(
+    pred_dir: str | Path, gt_dir: str | Path, *, allow_missing: bool = False, cases: list[str] | None = None
+) -> Evaluation:
+    """Every ground-truth case (of ``cases``, when given) needs a prediction unless ``allow_missing``;
+    predictions without ground truth are ignored. Both must lie on the same grid."""
     predictions = labels_by_case(pred_dir)
     truths = labels_by_case(gt_dir)
+    if cases is not None:
+        truths = {cid: path for cid, path in truths.items() if cid in set(cases)}
     missing = sorted(set(truths) - set(predictions))
     if missing and not allow_missing:
         shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")

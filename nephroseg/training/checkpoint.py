@@ -53,3 +53,13 @@ def resolve_checkpoint(model: str | Path) -> Path:
     if not model.exists():
         raise NephrosegInputError(model, "model not found (give a run folder or a checkpoint file)")
     return model
+
+
+def resolve_checkpoints(model: str | Path) -> list[Path]:
+    """Like ``resolve_checkpoint``, but a cross-validation folder (``fold_*`` run folders inside)
+    gives one checkpoint per fold."""
+    model = Path(model)
+    folds = sorted(p for p in model.glob("fold_*") if p.is_dir()) if model.is_dir() else []
+    if folds and not (model / "checkpoints").is_dir():
+        return [resolve_checkpoint(fold) for fold in folds]
+    return [resolve_checkpoint(model)]

@@ -126,6 +126,7 @@ class _Session:
     step: int = 0
     best_score: float = -1.0
     best_epoch: int = -1
+    train_seconds: float = 0.0  # optimization time over all sessions of the run (resumes included)
 
     def payload(self, metrics: dict[str, float]) -> dict:
         return {
@@ -138,6 +139,7 @@ class _Session:
             "seed": self.seed,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
+            "train_seconds": self.train_seconds,
             "metrics": metrics,
         }
 
@@ -147,6 +149,7 @@ class _Session:
         self.schedule.load_state_dict(state["schedule_state"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
+        self.train_seconds = float(state.get("train_seconds", 0.0))
 
 
 def _prepare_data(
@@ -171,7 +174,10 @@ def _run_epoch(
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         session.optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(network(images), labels)
+        # A model with its own objective (Mask R-CNN's detection losses) supplies it; others are
+        # scored by the recipe's segmentation loss on their logits.
+        own_loss = getattr(network, "training_loss", None)
+        loss = own_loss(images, labels) if own_loss is not None else loss_fn(network(images), labels)
         loss.backward()
         session.optimizer.step()
         session.schedule.step()
@@ -233,7 +239,6 @@ def train(
         num_workers=spec.num_workers,
     )
     log = RunLog(run_dir, start_epoch, tensorboard=tensorboard)
-    train_seconds = 0.0
     try:
         with progress_bar(progress) as bar:
             task = bar.add_task("train", total=spec.epochs * spec.iterations_per_epoch, status="")
@@ -250,7 +255,7 @@ def train(
                     lr=optimizer.param_groups[0]["lr"],
                     seconds=time.perf_counter() - started,
                 )
-                train_seconds += row["seconds"]
+                session.train_seconds += row["seconds"]
                 if val_cases and (
                     (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
                 ):
@@ -271,7 +276,6 @@ def train(
         log.close()
 
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
-    iterations = max(1, (spec.epochs - start_epoch) * spec.iterations_per_epoch)
     summary = {
         "recipe": recipe.name,
         "model": recipe.model.name,
@@ -280,7 +284,7 @@ def train(
         "best_val_composite_dice": session.best_score,
         "epochs": spec.epochs,
         "steps": session.step,
-        "seconds_per_iteration": train_seconds / iterations,
+        "seconds_per_iteration": session.train_seconds / max(1, session.step),
         "train_cases": split.train,
         "val_cases": split.val,
         "test_cases": split.test,
