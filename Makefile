@@ -25,8 +25,8 @@ demo: $(STAMP)
 	$(BIN)/nephroseg demo --out $(DEMO_OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check nephroseg tests bench
-	$(BIN)/ruff format --check nephroseg tests bench
+	$(BIN)/ruff check nephroseg tests $(wildcard bench)
+	$(BIN)/ruff format --check nephroseg tests $(wildcard bench)
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -1,6 +1,9 @@
 """Network architectures, each registered by name (see ``registry``); models know nothing of files."""
 
-from nephroseg.models import resunet25d  # noqa: F401  (registers the model)
+from nephroseg.models import (
+    maskrcnn,  # noqa: F401
+    resunet25d,  # noqa: F401  (registers the model)
+)
 from nephroseg.models.registry import (
     ModelInfo,
     build_model,

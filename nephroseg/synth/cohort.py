@@ -1,0 +1,206 @@
+"""Write a synthetic cohort in the exact KiTS19 layout, resumably, with a kits.json beside it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.kits import (
+    CASE_PATTERN,
+    IMAGING_NAME,
+    SEGMENTATION_NAME,
+    ClinicalRecord,
+    read_kits_json,
+    write_kits_json,
+)
+from nephroseg.io.volume import read_volume, write_array, write_like
+from nephroseg.synth.anatomy import Patient, draw_patient
+from nephroseg.synth.config import SynthConfig
+from nephroseg.synth.measure import radiographic_size_cm
+from nephroseg.synth.paint import mask_case_identity, paint_case_from_mask
+from nephroseg.synth.phantom import CaseInfo, generate_case, plan_info, seed_sequence
+
+KITS_JSON = "kits.json"
+
+
+def synthesize_cohort(
+    out_dir: str | Path,
+    n_cases: int,
+    seed: int,
+    config: SynthConfig | None = None,
+    from_masks: str | Path | None = None,
+    start_index: int = 0,
+    progress: bool = True,
+) -> list[Path]:
+    """Write ``out_dir/case_XXXXX/{imaging,segmentation}.nii.gz`` and ``out_dir/kits.json``.
+
+    Procedural cases are numbered from ``start_index``; case i is generated from (``seed``, i), so
+    a cohort can be grown or resumed and every case comes out identical. A case whose two files
+    already exist is skipped. With ``from_masks`` every ``case_XXXXX/segmentation.nii.gz`` found
+    there is painted (the ``start_index``-th onward, at most ``n_cases``), keeping its case id,
+    voxels and affine; an accompanying ``kits.json`` there supplies the subtype, sex, age and BMI.
+    Returns the case folders, in order.
+    """
+    config = config or SynthConfig()
+    if isinstance(n_cases, bool) or not isinstance(n_cases, int) or n_cases < 0:
+        raise ValueError(f"n_cases must be a non-negative integer, got {n_cases!r}")
+    if isinstance(start_index, bool) or not isinstance(start_index, int) or start_index < 0:
+        raise ValueError(f"start_index must be a non-negative integer, got {start_index!r}")
+    seed_sequence(seed)  # validates the seed before any work
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NephrosegInputError(out_dir, "output exists and is not a folder")
+    if from_masks is None:
+        jobs = [(f"case_{i:05d}", None) for i in range(start_index, start_index + n_cases)]
+        sources: dict[str, ClinicalRecord] = {}
+    else:
+        masks = _find_masks(Path(from_masks))[start_index : start_index + n_cases]
+        jobs = [(path.parent.name, path) for path in masks]
+        source_json = Path(from_masks) / KITS_JSON
+        sources = read_kits_json(source_json) if source_json.exists() else {}
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = read_kits_json(out_dir / KITS_JSON) if (out_dir / KITS_JSON).exists() else {}
+    records = dict(existing)
+    folders = []
+    with _progress(progress, len(jobs)) as advance:
+        for case_id, mask_path in jobs:
+            folder = out_dir / case_id
+            case_seed = seed_sequence(seed, int(case_id.split("_")[1]))
+            imaging, segmentation = folder / IMAGING_NAME, folder / SEGMENTATION_NAME
+            if imaging.exists() and segmentation.exists():
+                if case_id not in records:
+                    records[case_id] = _record_from_files(
+                        case_id, segmentation, case_seed, config, mask_path is not None, sources.get(case_id)
+                    )
+            else:
+                records[case_id] = _write_case(folder, case_seed, config, mask_path, sources.get(case_id))
+            folders.append(folder)
+            write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
+            advance(case_id)
+    if not jobs:
+        write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
+    return folders
+
+
+def _find_masks(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise NephrosegInputError(folder, "mask folder not found")
+    masks = sorted(
+        p / SEGMENTATION_NAME
+        for p in folder.iterdir()
+        if p.is_dir() and CASE_PATTERN.match(p.name) and (p / SEGMENTATION_NAME).exists()
+    )
+    if not masks:
+        raise NephrosegInputError(
+            folder, f"no case_XXXXX/{SEGMENTATION_NAME} found (expected the KiTS19 layout)"
+        )
+    return masks
+
+
+def _write_case(
+    folder: Path,
+    case_seed: np.random.SeedSequence,
+    config: SynthConfig,
+    mask_path: Path | None,
+    source: ClinicalRecord | None,
+) -> ClinicalRecord:
+    """Generate (or paint) one case and write segmentation last: both present means complete."""
+    if mask_path is None:
+        case = generate_case(case_seed, config)
+        write_array(case.image, case.affine, folder / IMAGING_NAME, np.int16)
+        write_array(case.label, case.affine, folder / SEGMENTATION_NAME, np.uint8)
+    else:
+        mask = read_volume(mask_path, label=True)
+        patient, subtype = _from_source(source, case_seed)
+        case = paint_case_from_mask(mask, case_seed, config, patient=patient, subtype=subtype)
+        write_like(case.image, mask, folder / IMAGING_NAME, np.int16)
+        write_like(mask.array, mask, folder / SEGMENTATION_NAME, np.uint8)
+    return clinical_record(folder.name, case.info, case.label, case.spacing)
+
+
+def _from_source(
+    source: ClinicalRecord | None, case_seed: np.random.SeedSequence
+) -> tuple[Patient | None, str | None]:
+    """Patient and subtype from the real kits.json where it has them (missing values are drawn)."""
+    if source is None:
+        return None, None
+    drawn = draw_patient(np.random.default_rng(seed_sequence(case_seed, 999)))
+    patient = Patient(
+        gender=source.gender if source.gender in ("male", "female") else drawn.gender,
+        age=source.age_at_nephrectomy if source.age_at_nephrectomy is not None else drawn.age,
+        bmi=source.body_mass_index if source.body_mass_index is not None else drawn.bmi,
+    )
+    subtype = source.tumor_histologic_subtype
+    return patient, subtype  # any kits.json subtype paints; unfamiliar ones get a generic look
+
+
+def clinical_record(
+    case_id: str, info: CaseInfo, label: np.ndarray, spacing: tuple[float, float, float]
+) -> ClinicalRecord:
+    """The kits.json entry for a case: what was drawn or painted, the size measured on the label."""
+    sz, sy, sx = (float(np.float32(s)) for s in spacing)  # as the NIfTI header stores them
+    return ClinicalRecord(
+        case_id=case_id,
+        age_at_nephrectomy=info.patient.age,
+        gender=info.patient.gender,
+        body_mass_index=info.patient.bmi,
+        radiographic_size=radiographic_size_cm(label, spacing),
+        malignant=info.malignant,
+        tumor_histologic_subtype=info.subtype,
+        tumor_necrosis=any(t.necrosis for t in info.tumors) if info.tumors else None,
+        voxel_spacing={"x_spacing": sx, "y_spacing": sy, "z_spacing": sz},
+    )
+
+
+def _record_from_files(
+    case_id: str,
+    segmentation: Path,
+    case_seed: np.random.SeedSequence,
+    config: SynthConfig,
+    from_mask: bool,
+    source: ClinicalRecord | None,
+) -> ClinicalRecord:
+    """A skipped case's entry, rebuilt without regenerating it: the label is measured and the
+    patient and subtype re-drawn from the same seed."""
+    label = read_volume(segmentation, label=True)
+    if not from_mask:
+        return clinical_record(case_id, plan_info(case_seed, config), label.array, label.spacing)
+    patient, subtype = _from_source(source, case_seed)
+    patient, subtype = mask_case_identity(case_seed, patient, subtype, bool((label.array == 2).any()))
+    info = CaseInfo(patient, "", subtype, (), (), 0, 0.0, label.spacing[0])
+    record = clinical_record(case_id, info, label.array, label.spacing)
+    return record.model_copy(update={"tumor_necrosis": None})  # only known once painted
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int) -> Iterator:
+    if not enabled:
+        yield lambda case_id: None
+        return
+    columns = (
+        TextColumn("[bold]synthesizing[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(case_id: str) -> None:
+            bar.update(task, advance=1, description=case_id)
+
+        yield advance

@@ -1,0 +1,254 @@
+"""Synthetic phantoms: determinism, labels, realistic HU, the KiTS19 layout on disk, painting onto masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from nephroseg.io import find_cases, load_case, read_kits_json, read_volume, write_array
+from nephroseg.synth import (
+    SynthConfig,
+    generate_case,
+    kits_affine,
+    largest_tumor_diameter_mm,
+    paint_case_from_mask,
+    paint_from_mask,
+    plan_info,
+    synthesize_cohort,
+)
+from nephroseg.synth.intensity import LABEL_OF_TISSUE, Tissue
+
+SHARED_KITS = Path(__file__).resolve().parents[2] / "shared" / "kits19"
+TINY = SynthConfig.fast(size=64)  # about 0.1 s a case
+
+
+@pytest.fixture(scope="module")
+def tiny_cases():
+    return [generate_case(seed, TINY) for seed in range(4)]
+
+
+def kidney_mask(shape=(20, 64, 64), spacing=(4.0, 5.0, 5.0)) -> np.ndarray:
+    """Two ellipsoidal kidneys beside the midline, a tumor on the left one (canonical I-P-L)."""
+    centre = (np.array(shape)[:, None, None, None] - 1) / 2
+    z, y, x = (np.indices(shape) - centre) * np.reshape(spacing, (3, 1, 1, 1))
+    label = np.zeros(shape, np.uint8)
+    for side in (-1, 1):
+        label[(z / 55) ** 2 + ((y - 25) / 22) ** 2 + ((x - side * 70) / 28) ** 2 < 1] = 1
+    label[((z - 10) ** 2 + (y - 25) ** 2 + (x - 95) ** 2) < 20**2] = 2
+    return label
+
+
+# ---- procedural cases ------------------------------------------------------------------------------
+
+
+def test_same_seed_same_case_and_different_seed_differs() -> None:
+    first, again, other = generate_case(3, TINY), generate_case(3, TINY), generate_case(4, TINY)
+    assert np.array_equal(first.image, again.image) and np.array_equal(first.label, again.label)
+    assert first.info == again.info
+    assert first.image.shape != other.image.shape or not np.array_equal(first.image, other.image)
+
+
+def test_arrays_labels_and_affine(tiny_cases) -> None:
+    for case in tiny_cases:
+        assert case.image.dtype == np.int16 and case.label.dtype == np.uint8
+        assert case.image.shape == case.label.shape == case.tissue.shape
+        assert case.image.shape[1:] == (64, 64)
+        assert set(np.unique(case.label).tolist()) <= {0, 1, 2}
+        assert nib.aff2axcodes(case.affine) == ("I", "P", "L")
+        assert np.allclose(case.affine, kits_affine(case.spacing))
+        sz, sy, _ = case.spacing
+        assert 2.5 <= sz <= 5.0 and 300 / 64 <= sy <= 450 / 64 + 1e-9
+
+
+def test_min_tumors_gives_tumor_voxels_and_zero_tumors_none() -> None:
+    for seed in range(3):
+        case = generate_case(seed, SynthConfig.fast(size=48, max_tumors=1))
+        assert (case.label == 2).any() and (case.label == 1).any()
+        assert case.info.subtype is not None and len(case.info.tumors) >= 1
+    none = SynthConfig.fast(size=64, min_tumors=0, max_tumors=0)
+    case = generate_case(0, none)
+    assert not (case.label == 2).any() and case.info.subtype is None and case.info.malignant is None
+
+
+def test_hounsfield_units_are_realistic(tiny_cases) -> None:
+    for case in tiny_cases:
+        image, label, tissue = case.image, case.label, case.tissue
+        assert 100 <= np.median(image[label == 1]) <= 260
+        assert 0 <= np.median(image[label == 2]) <= 200
+        fat = ndi.binary_erosion(np.isin(tissue, [Tissue.SUBCUT_FAT, Tissue.VISCERAL_FAT]))
+        assert -130 <= np.median(image[fat]) <= -70
+        assert np.median(image[tissue == Tissue.AIR]) < -900
+        assert image.min() >= -1024 and image.max() <= 3071
+
+
+def test_some_tumors_are_nearly_iso_dense() -> None:
+    tumors = [t for seed in range(40) for t in plan_info(seed, TINY).tumors]  # plans only: no painting
+    assert any(t.iso_dense for t in tumors) and not all(t.iso_dense for t in tumors)
+    assert {t.growth for t in tumors} == {"endophytic", "mixed", "exophytic"}
+
+
+def test_single_kidney_cases() -> None:
+    case = generate_case(1, SynthConfig.fast(size=48, single_kidney_probability=1.0))
+    assert len(case.info.kidneys) == 1
+    components = ndi.label(case.label > 0)[1]
+    assert components >= 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("min_tumors", 4, "must not exceed"),
+        ("size", 8, "size must be between"),
+        ("fov_mm", (400.0, 300.0), "fov_mm must satisfy"),
+        ("slice_thickness_mm", (1.0,), "pair"),
+        ("cyst_probability", 1.5, "probability"),
+        ("noise_sd_hu", (-1.0, 5.0), "noise_sd_hu"),
+        ("max_tumors", 2.5, "integer"),
+    ],
+)
+def test_config_rejects_bad_values(field: str, value, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SynthConfig(**{field: value})
+
+
+def test_config_accepts_lists_and_is_frozen() -> None:
+    config = SynthConfig(fov_mm=[320, 400])
+    assert config.fov_mm == (320, 400)
+    with pytest.raises(AttributeError):
+        config.size = 12  # type: ignore[misc]
+
+
+# ---- cohort on disk -------------------------------------------------------------------------------
+
+
+def test_cohort_layout_reads_back(tmp_path: Path) -> None:
+    out = tmp_path / "cohort"
+    folders = synthesize_cohort(out, 2, seed=5, config=TINY, progress=False)
+    assert [f.name for f in folders] == ["case_00000", "case_00001"]
+    cases = find_cases(out, require_labels=True)
+    records = read_kits_json(out / "kits.json")
+    assert [c.case_id for c in cases] == sorted(records) == ["case_00000", "case_00001"]
+    for kits_case in cases:
+        image, label = load_case(kits_case)
+        assert image.array.shape == label.array.shape
+        assert np.allclose(image.affine, label.affine)
+        assert image.source.axcodes == label.source.axcodes == ("I", "P", "L")
+        assert nib.load(kits_case.imaging).get_data_dtype() == np.int16
+        assert nib.load(kits_case.segmentation).get_data_dtype() == np.uint8
+        record = records[kits_case.case_id]
+        spacing = label.spacing
+        assert record.voxel_spacing is not None
+        assert np.allclose(
+            (record.voxel_spacing.z_spacing, record.voxel_spacing.y_spacing, record.voxel_spacing.x_spacing),
+            spacing,
+            atol=1e-5,
+        )
+        # radiographic_size: the largest tumor, at least its longest axis and at most its box diagonal.
+        tumor_components, _ = ndi.label(label.array == 2)
+        boxes = ndi.find_objects(tumor_components)
+        extents = [np.array([(s.stop - s.start) for s in box]) * spacing for box in boxes]
+        assert record.radiographic_size is not None
+        assert max(e.max() for e in extents) / 10 - 0.05 <= record.radiographic_size
+        assert record.radiographic_size <= max(np.linalg.norm(e) for e in extents) / 10 + 0.05
+        assert record.tumor_histologic_subtype is not None and record.malignant is not None
+        assert record.gender in ("male", "female") and 16 <= record.body_mass_index <= 55
+        # the file holds exactly what generation returns
+        index = int(kits_case.case_id.split("_")[1])
+        again = generate_case(np.random.SeedSequence(5, spawn_key=(index,)), TINY)
+        assert np.array_equal(image.array, again.image) and np.array_equal(label.array, again.label)
+
+
+def test_cohort_resume_skips_complete_cases(tmp_path: Path) -> None:
+    out = tmp_path / "cohort"
+    synthesize_cohort(out, 2, seed=1, config=TINY, progress=False)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.nii.gz")}
+    before = read_kits_json(out / "kits.json")
+    lost = out / "case_00001" / "segmentation.nii.gz"
+    lost_voxels = np.asarray(nib.load(lost).dataobj)
+    lost.unlink()  # an interrupted case: redone, identically
+    synthesize_cohort(out, 3, seed=1, config=TINY, progress=False)
+    for path, stamp in stamps.items():
+        if path != lost and path.parent.name == "case_00000":
+            assert path.stat().st_mtime_ns == stamp
+    assert np.array_equal(np.asarray(nib.load(lost).dataobj), lost_voxels)
+    after = read_kits_json(out / "kits.json")
+    assert sorted(after) == ["case_00000", "case_00001", "case_00002"]
+    assert after["case_00000"] == before["case_00000"]
+    # kits.json lost too: entries are rebuilt from the files and the seed, equal to the originals
+    (out / "kits.json").unlink()
+    synthesize_cohort(out, 3, seed=1, config=TINY, progress=False)
+    assert read_kits_json(out / "kits.json") == after
+
+
+def test_cohort_start_index_and_progress(tmp_path: Path) -> None:
+    folders = synthesize_cohort(tmp_path, 1, seed=2, config=SynthConfig.fast(size=32), start_index=7)
+    assert [f.name for f in folders] == ["case_00007"]
+
+
+# ---- painting onto label maps ------------------------------------------------------------------------
+
+
+def test_paint_from_mask_keeps_labels_and_paints_kidney_hu() -> None:
+    mask = kidney_mask()
+    case = paint_case_from_mask(mask, 0, spacing=(4.0, 5.0, 5.0))
+    assert case.image.shape == mask.shape and case.image.dtype == np.int16
+    assert np.array_equal(case.label, mask)
+    assert np.array_equal(LABEL_OF_TISSUE[case.tissue], mask)  # nothing painted over the mask
+    inner = ndi.binary_erosion(mask == 1)
+    assert 100 <= np.median(case.image[inner]) <= 260
+    assert 0 <= np.median(case.image[mask == 2]) <= 200
+    image = paint_from_mask(mask, 0, spacing=(4.0, 5.0, 5.0))
+    assert np.array_equal(image, case.image)
+    assert not np.array_equal(image, paint_from_mask(mask, 1, spacing=(4.0, 5.0, 5.0)))
+
+
+def test_paint_from_mask_needs_spacing_and_valid_labels() -> None:
+    with pytest.raises(ValueError, match="spacing"):
+        paint_from_mask(kidney_mask(), 0)
+    with pytest.raises(ValueError, match="0, 1, 2"):
+        paint_from_mask(np.full((4, 8, 8), 3, np.uint8), 0, spacing=(1.0, 1.0, 1.0))
+
+
+def test_cohort_from_masks_keeps_ids_voxels_and_affine(tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    mask = kidney_mask()
+    affine = kits_affine((4.0, 5.0, 5.0))
+    for case_id in ("case_00003", "case_00011"):
+        write_array(mask, affine, masks / case_id / "segmentation.nii.gz", np.uint8)
+    out = tmp_path / "out"
+    folders = synthesize_cohort(out, 5, seed=0, from_masks=masks, progress=False)
+    assert [f.name for f in folders] == ["case_00003", "case_00011"]
+    for kits_case in find_cases(out, require_labels=True):
+        image, label = load_case(kits_case)
+        assert np.array_equal(label.array, mask)
+        assert np.allclose(image.affine, affine) and np.allclose(label.source.affine, affine)
+    records = read_kits_json(out / "kits.json")
+    assert records["case_00003"].radiographic_size is not None
+
+
+def test_paint_onto_a_real_kits_mask() -> None:
+    path = SHARED_KITS / "case_00004" / "segmentation.nii.gz"
+    if not path.exists():
+        pytest.skip("real KiTS19 masks (../shared/kits19) not available")
+    label = read_volume(path, label=True)
+    box = ndi.find_objects((label.array > 0).astype(np.uint8))[0]
+    crop = tuple(slice(max(s.start - 4, 0), s.stop + 4) for s in box)
+    mask = label.array[crop][:, ::4, ::4]  # cropped and thinned: a real shape, painted in a moment
+    spacing = (label.spacing[0], label.spacing[1] * 4, label.spacing[2] * 4)
+    case = paint_case_from_mask(mask, 0, spacing=spacing)
+    assert np.array_equal(case.label, mask)
+    kidney = ndi.binary_erosion(mask == 1)
+    assert 100 <= np.median(case.image[kidney]) <= 260
+
+
+def test_tumor_diameter_of_known_shapes() -> None:
+    label = np.zeros((10, 30, 30), np.uint8)
+    label[2:4, 5:25, 10:12] = 2  # a 20-voxel bar
+    label[7, 3, 3] = 2  # and a speck
+    expected = np.sqrt(1 + 19**2 + 1) + 1  # corner to corner, plus a voxel
+    assert largest_tumor_diameter_mm(label, (1.0, 1.0, 1.0)) == pytest.approx(expected, rel=0.02)
+    assert largest_tumor_diameter_mm(np.zeros((3, 3, 3), np.uint8), (1.0, 1.0, 1.0)) is None
