@@ -141,6 +141,9 @@ class _Session:
             "best_epoch": self.best_epoch,
             "train_seconds": self.train_seconds,
             "metrics": metrics,
+            # Samples draw from their own seeds, but some models draw from the global generator
+            # (Mask R-CNN's proposal sampling): a resumed run continues exactly where it stopped.
+            "torch_rng_state": torch.get_rng_state(),
         }
 
     def restore(self, state: dict) -> None:
@@ -150,6 +153,8 @@ class _Session:
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        if "torch_rng_state" in state:
+            torch.set_rng_state(state["torch_rng_state"].cpu())
 
 
 def _prepare_data(
