@@ -226,12 +226,20 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path(
         "demo_out"
     ),
+    train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = 24,
+    test_cases: Annotated[int, typer.Option(help="Generated held-out cases.", min=1)] = 6,
+    size: Annotated[int, typer.Option(help="In-plane size of the generated cases.", min=32)] = 160,
+    profile: Annotated[str, typer.Option(help="Profile of the resunet25d recipe to train.")] = "demo",
+    seed: Annotated[int, typer.Option(help="Cohort and training seed.")] = 0,
     progress: ProgressOption = True,
 ) -> None:
     """The main job end to end on generated data: synth → train → predict → evaluate → report."""
-    from nephroseg.demo import run_demo
+    from nephroseg.demo import DemoSettings, run_demo
 
-    result = run_demo(out, progress=progress)
+    settings = DemoSettings(
+        train_cases=train_cases, test_cases=test_cases, size=size, profile=profile, seed=seed
+    )
+    result = run_demo(out, settings=settings, progress=progress)
     typer.echo(f"report: {result.report}")
     typer.echo(f"composite_dice={result.composite_dice:.4f}")
 

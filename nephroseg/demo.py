@@ -22,6 +22,7 @@ class DemoSettings:
     slice_thickness_mm: tuple[float, float] = (2.5, 5.0)
     seed: int = 0
     device: str = "cpu"
+    profile: str = DEMO_PROFILE  # tests run the same flow with the "tiny" profile
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,7 @@ def run_demo(
         start_index=settings.train_cases,
         progress=progress,
     )
-    recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE)
+    recipe = load_recipe(DEMO_RECIPE, profile=settings.profile)
     resume = (run_dir / "checkpoints" / "last.pt").exists()
     train(
         train_dir,
