@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import blob_case, kits_affine, save_nifti
+from torch import nn
 
 from nephroseg.inference import SegmentationModel, Segmenter
 from nephroseg.inference.predict import load_models
-from nephroseg.recipe import load_recipe
+from nephroseg.inference.segmenter import tta_flips
+from nephroseg.recipe import AugmentSpec, load_recipe
 from nephroseg.training.crossval import cross_validate
 from nephroseg.training.sweep import sweep
 
@@ -89,3 +91,27 @@ def test_flip_tta_of_a_symmetric_model_changes_nothing() -> None:
     (_, plain), *_ = Segmenter([model]).probabilities(hu, (3.0, 1.0, 1.0))
     (_, flipped), *_ = Segmenter([model], tta=True).probabilities(hu, (3.0, 1.0, 1.0))
     torch.testing.assert_close(plain, flipped)
+
+
+def test_tta_uses_only_the_mirrorings_the_model_was_trained_with() -> None:
+    assert tta_flips(AugmentSpec(hflip_p=0.5), tta=True) == [(), (-1,)]
+    assert tta_flips(AugmentSpec(hflip_p=0.5, vflip_p=0.5), tta=True) == [(), (-1,), (-2,), (-2, -1)]
+    assert tta_flips(AugmentSpec(), tta=True) == [()]
+    assert tta_flips(AugmentSpec(hflip_p=0.5), tta=False) == [()]
+
+
+def test_tta_averages_the_prediction_and_its_mirror() -> None:
+    """A model whose tumor logit grows left to right: mirrored and averaged, it is flat."""
+
+    class Ramp(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            ramp = torch.linspace(0, 2, x.shape[-1]).expand(x.shape[0], 1, *x.shape[-2:])
+            return torch.cat([torch.zeros_like(ramp), torch.zeros_like(ramp), ramp], dim=1)
+
+    recipe = load_recipe("resunet25d", profile="tiny")  # trained with horizontal flips only
+    model = SegmentationModel(Ramp(), recipe)
+    hu = np.zeros((1, 64, 64), np.float32)
+    (_, plain), *_ = Segmenter([model]).probabilities(hu, (3.0, 1.0, 1.0))
+    (_, averaged), *_ = Segmenter([model], tta=True).probabilities(hu, (3.0, 1.0, 1.0))
+    torch.testing.assert_close(averaged, (plain + plain.flip(-1)) / 2)
+    assert float(plain[0, 2, 0, -1] - plain[0, 2, 0, 0]) > 0.3

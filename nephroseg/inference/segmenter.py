@@ -25,7 +25,7 @@ from nephroseg.preprocess import (
     resize_slices,
     unpad,
 )
-from nephroseg.recipe import Recipe
+from nephroseg.recipe import AugmentSpec, Recipe
 
 
 @dataclass(eq=False)
@@ -47,8 +47,15 @@ class SegmentationModel:
         return cls(network.to(device).eval(), recipe)
 
 
-def _flips(tta: bool) -> list[tuple[int, ...]]:
-    return [(), (-1,), (-2,), (-2, -1)] if tta else [()]
+def tta_flips(augment: AugmentSpec, tta: bool) -> list[tuple[int, ...]]:
+    """The mirrorings a model may be averaged over: only those it was trained with. A model that
+    never saw a vertically flipped slice (spine on top) scores it badly, and averaging that in
+    costs accuracy instead of adding it."""
+    if not tta:
+        return [()]
+    axes = [axis for axis, p in ((-1, augment.hflip_p), (-2, augment.vflip_p)) if p > 0]
+    flips: list[tuple[int, ...]] = [()] + [(axis,) for axis in axes]
+    return [*flips, (-2, -1)] if len(axes) == 2 else flips
 
 
 class Segmenter:
@@ -82,9 +89,10 @@ class Segmenter:
             centres = np.arange(start, min(start + self.batch_size, n_slices))
             total = torch.zeros((len(centres), self.num_classes, *out_hw), dtype=torch.float32)
             for view in views:
-                for flip in _flips(self.tta):
-                    total += view.probabilities(centres, flip, out_hw)
-            yield start, total / (len(views) * len(_flips(self.tta)))
+                flips = tta_flips(view.model.recipe.augment, self.tta)
+                for flip in flips:
+                    total += view.probabilities(centres, flip, out_hw) / len(flips)
+            yield start, total / len(views)
 
     def segment(self, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
         """(Z, H, W) HU → (Z, H, W) uint8 labels on the same grid."""
