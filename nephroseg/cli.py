@@ -7,13 +7,14 @@ A problem the user can fix is printed on one line (``error: FILE: problem``) wit
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
 import click
 import typer
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
 
 app = typer.Typer(
     name="nephroseg",
@@ -79,6 +80,10 @@ def train(
     cache: Annotated[
         Path | None, typer.Option(help="Folder for preprocessed cases (default: RUN/cache).")
     ] = None,
+    weights: Annotated[
+        Path | None,
+        typer.Option(help="Local weights (state dict or checkpoint) for the new model or its encoder."),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Train a recipe; the best checkpoint is chosen by validation KiTS composite Dice."""
@@ -87,7 +92,15 @@ def train(
 
     loaded = load_recipe(recipe, profile=profile, overrides=set_)
     result = train_run(
-        data, loaded, out, seed=seed, resume=resume, device=device, cache_dir=cache, progress=progress
+        data,
+        loaded,
+        out,
+        seed=seed,
+        resume=resume,
+        device=device,
+        cache_dir=cache,
+        progress=progress,
+        weights=weights,
     )
     typer.echo(
         f"best checkpoint {result.best_checkpoint} (epoch {result.best_epoch + 1}, "
@@ -163,6 +176,14 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
     tta: Annotated[bool, typer.Option(help="Average over in-plane flips (4× slower).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all).", min=1)] = None,
+    coarse_model: Annotated[
+        list[Path] | None,
+        typer.Option(help="3D models only: a low-resolution run that finds the kidneys first (repeatable)."),
+    ] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Segment CT volumes; labels are written on each input's own grid (shape, affine, orientation)."""
@@ -177,6 +198,9 @@ def predict(
         tta=tta,
         overwrite=overwrite,
         progress=progress,
+        max_memory=max_memory,
+        threads=threads,
+        coarse_models=coarse_model,
     )
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
 
@@ -273,9 +297,13 @@ def recipes() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the command and turns a user error into one line on stderr and exit 2."""
+    """Entry point: runs the command and turns a user error into one line on stderr and exit 2
+    (and a warning about an input into one ``warning: FILE: problem`` line)."""
     try:
-        result = app(args=argv, standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", NephrosegInputWarning)
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            result = app(args=argv, standalone_mode=False)
     except NephrosegInputError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -287,6 +315,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     if isinstance(result, int) and result:
         sys.exit(result)
+
+
+def _show_warning(default):
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, NephrosegInputWarning):
+            typer.echo(f"warning: {message}", err=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 if __name__ == "__main__":

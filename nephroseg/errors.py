@@ -14,5 +14,15 @@ class NephrosegInputError(Exception):
 
     def __init__(self, source: str | Path, problem: str) -> None:
         self.source = str(source)
+        self.problem = " ".join(problem.split())  # one line, even when a library's message has several
+        super().__init__(f"{self.source}: {self.problem}")
+
+
+class NephrosegInputWarning(UserWarning):
+    """An input that is used but looks wrong (e.g. MR intensities given to a CT model), named by its
+    file; the CLI prints it as one ``warning: FILE: problem`` line on stderr."""
+
+    def __init__(self, source: str | Path, problem: str) -> None:
+        self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")

@@ -111,6 +111,37 @@ class TrainSpec(_Strict):
         return self
 
 
+class VolumetricSpec(_Strict):
+    """3D patch-based (nnU-Net-class) training and sliding-window inference; None for 2D/2.5D recipes."""
+
+    patch_size: tuple[int, int, int] = Field((128, 128, 128), description="(z, y, x) voxels")
+    target_spacing: tuple[float, float, float] | None = Field(
+        None, description="(z, y, x) mm; None: planned from the dataset fingerprint (nnU-Net's rule)"
+    )
+    anisotropy_threshold: float = Field(3.0, gt=1, description="spacing ratio treated as anisotropic")
+    oversample_foreground: float = Field(
+        0.34, ge=0, le=1, description="share of patches centred on a tumor (preferred) or kidney voxel"
+    )
+    deep_supervision: bool = True
+    label_resampling: Literal["nearest", "linear"] = Field(
+        "linear", description="linear: each label interpolated on its own, then argmax (nnU-Net)"
+    )
+    crop_to_body: bool = True
+    body_threshold_hu: float = Field(-500.0, description="voxels above this are body when cropping")
+    augment: bool = True
+    sw_overlap: float = Field(0.5, ge=0, lt=1, description="sliding-window overlap at inference")
+    sw_batch_size: int = Field(2, ge=1)
+    mirror_tta: bool = Field(False, description="average over the 8 mirrorings at inference")
+    chunk_slices: int = Field(
+        0, ge=0, description="inference in z chunks of this many model slices; 0: 4 patch depths"
+    )
+    postprocess: Literal["auto", "none", "components"] = Field(
+        "auto",
+        description="components: keep the largest component per kidney side and drop tumor islands "
+        "away from the kidneys; auto: decided on the validation cases",
+    )
+
+
 class Recipe(_Strict):
     name: str
     source: str = Field("", description="the seed report this recipe reproduces")
@@ -119,6 +150,7 @@ class Recipe(_Strict):
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
+    volumetric: VolumetricSpec | None = None
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
 
     def with_overrides(self, overrides: dict[str, Any], where: str = "override") -> Recipe:

@@ -57,3 +57,22 @@ def kits_dir(tmp_path: Path) -> Path:
 
 def files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A KiTS-layout cohort and a two-step training run on it, shared by the CLI tests (read-only:
+    tests must not write into it)."""
+    from nephroseg.cli import main
+
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "kits"
+    for i in range(3):
+        image, label = blob_case(seed=i)
+        affine = kits_affine((3.0, 1.5, 1.5))
+        save_nifti(data / f"case_{i:05d}" / "imaging.nii.gz", image, affine, np.int16)
+        save_nifti(data / f"case_{i:05d}" / "segmentation.nii.gz", label, affine, np.uint8)
+    run = root / "run"
+    tiny = ["--recipe", "resunet25d", "--profile", "tiny", "--device", "cpu", "--no-progress"]
+    main(["train", "--data", str(data), "--out", str(run), "--set", "train.iterations_per_epoch=2", *tiny])
+    return data, run

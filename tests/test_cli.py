@@ -26,24 +26,7 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> tuple[Path, Path]:
-    """A KiTS-layout cohort and a two-step training run on it (shared by the tests below)."""
-    from conftest import blob_case
-
-    root = tmp_path_factory.mktemp("cli")
-    data = root / "kits"
-    for i in range(3):
-        image, label = blob_case(seed=i)
-        affine = kits_affine((3.0, 1.5, 1.5))
-        save_nifti(data / f"case_{i:05d}" / "imaging.nii.gz", image, affine, np.int16)
-        save_nifti(data / f"case_{i:05d}" / "segmentation.nii.gz", label, affine, np.uint8)
-    run = root / "run"
-    with pytest.MonkeyPatch.context():
-        main(
-            ["train", "--data", str(data), "--out", str(run), "--set", "train.iterations_per_epoch=2", *TINY]
-        )
-    return data, run
+# trained_run: the session fixture in conftest.py (a tiny cohort and a two-step run on it).
 
 
 def test_train_writes_a_complete_run(trained_run) -> None:

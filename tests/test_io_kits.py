@@ -125,3 +125,13 @@ def test_real_kits_label_reads_in_canonical_orientation() -> None:
     assert volume.source.axcodes == ("I", "P", "L")
     assert volume.array.shape == (611, 512, 512)
     assert volume.spacing == pytest.approx((0.5, 0.919921875, 0.919921875))
+
+
+def test_a_single_case_folder_or_its_imaging_file_keeps_the_case_id(kits_dir) -> None:
+    from nephroseg.io.listing import case_id_of, images_by_case, labels_by_case
+
+    case = kits_dir / "case_00001"
+    assert images_by_case(case) == {"case_00001": case / "imaging.nii.gz"}
+    assert labels_by_case(case) == {"case_00001": case / "segmentation.nii.gz"}
+    assert images_by_case(case / "imaging.nii.gz") == {"case_00001": case / "imaging.nii.gz"}
+    assert case_id_of(kits_dir / "imaging.nii.gz") == "imaging"  # not in a case folder: its own name

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
+from nephroseg.inference.guards import (
+    activations_per_pixel,
+    canonical_shape_and_spacing,
+    check_memory,
+    check_writable,
+    hounsfield_warning,
+    parse_size,
+    peak_bytes,
+)
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
+from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
@@ -43,7 +54,26 @@ def plan_outputs(inputs: str | Path, output: str | Path, overwrite: bool) -> lis
         )
     for job in jobs:
         read_geometry(job.source)  # header-level checks for every input before the first prediction
+    for target in {job.target for job in jobs}:
+        check_writable(target)
     return jobs
+
+
+def check_jobs_fit(jobs: list[PredictionJob], segmenter: Segmenter, allowed: int) -> None:
+    """Refuse, before any prediction, a volume whose estimated peak memory exceeds ``allowed`` bytes."""
+    members = [
+        (
+            m.recipe.preprocess.spacing_mm,
+            m.divisor,
+            m.recipe.model.in_slices,
+            m.recipe.model.num_classes,
+            activations_per_pixel(m.network, m.recipe.model.in_slices, m.divisor),
+        )
+        for m in segmenter.models
+    ]
+    for job in jobs:
+        shape, spacing = canonical_shape_and_spacing(*read_geometry(job.source))
+        check_memory(job.source, peak_bytes(shape, spacing, members, segmenter.batch_size), allowed)
 
 
 def load_models(models: list[str | Path], device: torch.device) -> list[SegmentationModel]:
@@ -61,6 +91,9 @@ def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = T
         for job in jobs:
             bar.update(task, status=job.case_id)
             volume = read_volume(job.source)
+            problem = hounsfield_warning(volume.array)
+            if problem:
+                warnings.warn(NephrosegInputWarning(job.source, problem), stacklevel=2)
             labels = segmenter.segment(volume.array, volume.spacing)
             written.append(write_like(labels, volume, job.target))
             bar.advance(task)
@@ -77,12 +110,26 @@ def predict(
     tta: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    max_memory: int | str | None = None,
+    threads: int | None = None,
+    coarse_models: list[str | Path] | None = None,
 ) -> list[Path]:
     """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
-    with one model or the average of several; write uint8 label maps on each source's own grid."""
+    with one model or the average of several; write uint8 label maps on each source's own grid.
+    ``max_memory`` (bytes, or a size such as '4GB') refuses volumes estimated not to fit.
+    3D models segment by sliding windows (``inference.sliding``); ``coarse_models`` first find the
+    kidneys at low resolution. ``threads`` caps the CPU threads torch uses."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
+    allowed = parse_size(max_memory) if max_memory is not None else None
     jobs = plan_outputs(inputs, output, overwrite)
     torch_device = resolve_device(device)
-    segmenter = Segmenter(load_models(models, torch_device), torch_device, batch_size=batch_size, tta=tta)
+    if threads:
+        torch.set_num_threads(threads)
+    coarse = load_models(coarse_models, torch_device) if coarse_models else None
+    segmenter = make_segmenter(
+        load_models(models, torch_device), torch_device, batch_size=batch_size, tta=tta, coarse_models=coarse
+    )
+    if allowed is not None and isinstance(segmenter, Segmenter):
+        check_jobs_fit(jobs, segmenter, allowed)
     return run_jobs(jobs, segmenter, progress)

@@ -3,10 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from nephroseg.errors import NephrosegInputError
+
+# Faults of the place written to (full disk, no permission, read-only mount) that a user can fix:
+# reported as one line naming the file; any other OSError stays an ordinary exception.
+_WRITE_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large for the file system",
+    errno.EIO: "input/output error",
+}
 
 
 def _umask() -> int:
@@ -30,22 +45,38 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
 
     The temporary file lives in the same folder (same file system), so ``os.replace`` is atomic. On
     any exception, including KeyboardInterrupt, the temporary file is removed and ``final`` is left
-    as it was.
+    as it was; a full disk or a folder without write permission becomes a ``NephrosegInputError``.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(
-        prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent
-    )
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent
+        )
+    except OSError as err:
+        _raise_write_fault(final, err)
+        raise
     os.close(handle)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        _raise_write_fault(final, err)
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _raise_write_fault(final: Path, err: OSError) -> None:
+    """Re-raise a write fault as a user error; other OSErrors return to be re-raised as they are."""
+    if err.errno in _WRITE_FAULTS:
+        raise NephrosegInputError(
+            final, f"cannot write: {_WRITE_FAULTS[err.errno]} (nothing was written)"
+        ) from err
 
 
 def atomic_write_text(final: str | Path, text: str) -> None:

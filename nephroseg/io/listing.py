@@ -21,7 +21,11 @@ def case_id_of(path: Path) -> str:
             name = name[: -len(suffix)]
             break
     match = _PREDICTION_PREFIX.match(name)
-    return f"case_{match.group(1)}" if match else name
+    if match:
+        return f"case_{match.group(1)}"
+    if f"{name}.nii.gz" in (IMAGING_NAME, SEGMENTATION_NAME) and CASE_PATTERN.match(path.parent.name):
+        return path.parent.name  # case_00012/imaging.nii.gz is case_00012
+    return name
 
 
 def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
@@ -32,6 +36,8 @@ def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
         raise NephrosegInputError(folder, "not found")
     if folder.is_file():
         return {case_id_of(folder): folder}
+    if CASE_PATTERN.match(folder.name) and (folder / member).is_file():
+        return {folder.name: folder / member}  # one KiTS case folder: its imaging (or label) only
     found: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and CASE_PATTERN.match(entry.name) and (entry / member).is_file():

@@ -8,8 +8,10 @@ back into the source file's own orientation, shape, affine and header.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,9 @@ from nephroseg.io.atomic import atomic_path
 CANONICAL_AXCODES: tuple[str, str, str] = ("I", "P", "L")
 LABEL_VALUES = (0, 1, 2)  # background, kidney, tumor
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+# Voxel sizes outside this range are header faults, not scans (a header in metres gives 0.0008 mm; a
+# broken affine 1e6 mm); resampling them would make a one-pixel image or one of billions of pixels.
+SPACING_RANGE_MM = (0.01, 100.0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +105,8 @@ def _load_image(path: Path) -> nib.Nifti1Image:
     if path.stat().st_size == 0:
         raise NephrosegInputError(path, "file is empty (0 bytes)")
     try:
-        image = nib.load(path)
+        with _quiet_nibabel():
+            image = nib.load(path)
     except (
         nib.filebasedimages.ImageFileError,
         OSError,
@@ -112,7 +118,34 @@ def _load_image(path: Path) -> nib.Nifti1Image:
         raise NephrosegInputError(path, f"not a readable NIfTI image ({type(err).__name__}: {err})") from err
     if not isinstance(image, nib.Nifti1Image | nib.Nifti2Image):
         raise NephrosegInputError(path, f"unsupported image type {type(image).__name__}, expected NIfTI")
+    _check_stored_pixdim(path, image)
     return image
+
+
+@contextlib.contextmanager
+def _quiet_nibabel() -> Iterator[None]:
+    """nibabel logs the header fixes it makes (e.g. 'pixdim[1,2,3] should be non-zero') to stderr;
+    the ones that matter are refused by the checks below with one clear line instead."""
+    logger = nib.imageglobals.logger
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
+def _check_stored_pixdim(path: Path, image: nib.Nifti1Image) -> None:
+    """When no sform is set the affine is built from ``pixdim``, which nibabel silently sets to 1 mm
+    where the file stores 0: read the header as stored and refuse a zero voxel size."""
+    if int(image.header["sform_code"]) > 0:
+        return
+    with nib.openers.ImageOpener(path) as stream:
+        stored = type(image.header).from_fileobj(stream, check=False)
+    pixdim = np.asarray(stored["pixdim"][1:4], dtype=np.float64)
+    if not np.all(np.isfinite(pixdim)) or np.any(np.abs(pixdim) <= 1e-6):
+        raise NephrosegInputError(
+            path, f"voxel spacing (pixdim) {tuple(float(v) for v in pixdim)} has a zero axis"
+        )
 
 
 def _checked_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -134,6 +167,13 @@ def _checked_affine(path: Path, affine: np.ndarray) -> None:
         raise NephrosegInputError(
             path, f"voxel spacing {tuple(round(s, 6) for s in spacing)} has a zero axis"
         )
+    low, high = SPACING_RANGE_MM
+    if min(spacing) < low or max(spacing) > high:
+        raise NephrosegInputError(
+            path,
+            f"voxel spacing {tuple(float(f'{s:.4g}') for s in spacing)} mm is outside the plausible "
+            f"range {low:g} to {high:g} mm (a header in metres, or a broken affine?)",
+        )
     if abs(np.linalg.det(affine[:3, :3])) <= 1e-12:
         raise NephrosegInputError(path, "affine is singular (axes are not independent)")
 
@@ -144,11 +184,21 @@ def _read_data(path: Path, image: nib.Nifti1Image, as_label: bool) -> np.ndarray
             data = np.asanyarray(image.dataobj)
         else:
             data = image.get_fdata(dtype=np.float32, caching="unchanged")
+        if path.name.lower().endswith(".gz"):
+            _read_to_end(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise NephrosegInputError(
             path, f"image data cannot be read, the file is truncated or corrupt ({err})"
         ) from err
     return np.asarray(data)
+
+
+def _read_to_end(path: Path) -> None:
+    """nibabel reads exactly the bytes the voxels take and stops before the gzip trailer, so a
+    damaged stream can decode to wrong voxels without a word; reading to the end checks its CRC."""
+    with gzip.open(path, "rb") as stream:
+        while stream.read(1 << 24):
+            pass
 
 
 def _check_finite(path: Path, data: np.ndarray) -> None:

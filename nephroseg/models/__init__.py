@@ -1,8 +1,13 @@
 """Network architectures, each registered by name (see ``registry``); models know nothing of files."""
 
 from nephroseg.models import (
+    deeplab_attn,  # noqa: F401  (each import registers its models)
+    dynunet3d,  # noqa: F401
+    fcn8s,  # noqa: F401
+    linknet,  # noqa: F401
     maskrcnn,  # noqa: F401
-    resunet25d,  # noqa: F401  (registers the model)
+    resunet25d,  # noqa: F401
+    unet,  # noqa: F401
 )
 from nephroseg.models.registry import (
     ModelInfo,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,13 @@ LAST_NAME = "last.pt"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Serialized in memory first: torch.save on a full disk fails with an opaque RuntimeError, a
+    plain write with OSError(ENOSPC), which ``atomic_path`` reports as one line naming the file."""
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, **payload}, buffer)
     with atomic_path(path) as tmp:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -28,13 +33,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     path = Path(path)
     if not path.is_file():
         raise NephrosegInputError(path, "checkpoint not found")
+    if path.stat().st_size == 0:
+        raise NephrosegInputError(path, "not a readable checkpoint: the file is empty (0 bytes)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         raise NephrosegInputError(
             path, f"refused: the checkpoint holds pickled objects beyond weights ({str(err).splitlines()[0]})"
         ) from err
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    # torch's weights-only unpickler fails with IndexError ('pop from empty list') on a text file
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
         raise NephrosegInputError(path, f"not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise NephrosegInputError(path, f"not a nephroseg checkpoint (expected format {CHECKPOINT_FORMAT})")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from nephroseg.data import kfold_splits
 from nephroseg.inference.predict import PredictionJob, load_models, run_jobs
-from nephroseg.inference.segmenter import Segmenter
+from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import atomic_write_text, find_cases
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
@@ -66,7 +66,7 @@ def cross_validate(
             if not (oof_dir / f"{cid}.nii.gz").exists()
         ]
         if jobs:
-            segmenter = Segmenter(load_models([run_dir], torch_device), torch_device)
+            segmenter = make_segmenter(load_models([run_dir], torch_device), torch_device)
             run_jobs(jobs, segmenter, progress)
         fold_eval = evaluate_folders(oof_dir, data_dir, cases=split.val)
         per_fold.append(fold_eval.mean)

@@ -26,7 +26,8 @@ from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.io import atomic_write_text, find_cases
 from nephroseg.losses import build_loss
 from nephroseg.metrics import kits_scores
-from nephroseg.models import build_model, parameter_count
+from nephroseg.models import build_model, model_info, parameter_count
+from nephroseg.models.weights import load_local_weights
 from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_case
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import Recipe, TrainSpec
@@ -203,11 +204,30 @@ def train(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     tensorboard: bool = True,
+    weights: str | Path | None = None,
 ) -> TrainResult:
     """Train ``recipe`` on the labelled KiTS-layout cases in ``data_dir``; write the run to ``run_dir``.
 
+    ``weights``: a local state dict loaded into the new model (or its encoder) before the first
+    step; ignored when a run is resumed (its checkpoint holds the weights).
+
     Bad input found while the cases are read leaves no run folder behind (when this call made it).
+    A 3D model (input kind "3d") is trained by patches instead: see ``training.volumetric``.
     """
+    if model_info(recipe.model.name).input_kind == "3d":
+        from nephroseg.training.volumetric import train_volumetric
+
+        return train_volumetric(
+            data_dir,
+            recipe,
+            run_dir,
+            seed=seed,
+            resume=resume,
+            device=device,
+            cache_dir=cache_dir,
+            progress=progress,
+            tensorboard=tensorboard,
+        )
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     last_path = checkpoints / LAST_NAME
@@ -234,6 +254,13 @@ def train(
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
     if resume and last_path.exists():
         session.restore(load_checkpoint(last_path, map_location=torch_device))
+    elif weights is not None:
+        try:
+            load_local_weights(network, weights)
+        except NephrosegInputError:
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
     start_epoch = session.epoch
     loss_fn = build_loss(spec, recipe.model.num_classes).to(torch_device)
     sampler = SliceSampler(train_cases, spec, seed)

@@ -1,0 +1,160 @@
+"""Checks ``nephroseg predict`` makes before any work: that the memory a volume needs fits the user's
+limit, that the output folder can be written, and that the intensities look like CT."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.volume import CANONICAL_AXCODES
+from nephroseg.preprocess import inplane_shape
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+# CT in Hounsfield units always holds fat (about -100) or air (-1000) and soft tissue above 100 HU.
+# No negative voxel means MR, or CT stored without its rescale intercept; no voxel above 100 means
+# intensities already normalized. Either way the model sees numbers unlike its training data.
+_CT_LOWEST_MIN_HU = 0.0
+_CT_HIGHEST_MAX_HU = 100.0
+
+
+def parse_size(text: str | int, option: str = "--max-memory") -> int:
+    """'512MB', '4GB', '4G', '1.5GiB', '1000000' → bytes. K, M, G and T are powers of 1024 whether
+    written KB or KiB, as memory is sold."""
+    if isinstance(text, int):
+        return text
+    match = _SIZE.match(str(text))
+    if not match or float(match.group(1)) <= 0:
+        raise NephrosegInputError(option, f"'{text}' is not a memory size (e.g. 512MB, 4GB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def format_size(n_bytes: float) -> str:
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if n_bytes >= factor:
+            return f"{n_bytes / factor:.1f} {unit}"
+    return f"{int(n_bytes)} B"
+
+
+def canonical_shape_and_spacing(
+    shape: tuple[int, int, int], affine: np.ndarray
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and voxel size (mm) of a stored volume once read into the canonical (I, P, L) order."""
+    to_canonical = ornt_transform(io_orientation(affine), axcodes2ornt(CANONICAL_AXCODES))
+    sizes = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
+    order = np.argsort(to_canonical[:, 0])  # canonical axis k comes from stored axis order[k]
+    return (
+        tuple(int(shape[i]) for i in order),  # type: ignore[return-value]
+        tuple(float(sizes[i]) for i in order),  # type: ignore[return-value]
+    )
+
+
+@torch.no_grad()
+def activations_per_pixel(network: torch.nn.Module, in_slices: int, divisor: int) -> float:
+    """Floats the network's layers output per input pixel, from one forward pass on a small input:
+    the sum over leaf modules, an upper bound on what inference holds at once."""
+    side = 4 * divisor
+    total = 0
+
+    def count(_module, _inputs, output) -> None:
+        nonlocal total
+        stack = [output]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, torch.Tensor):
+                total += item.numel()
+            elif isinstance(item, list | tuple):
+                stack.extend(item)
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+
+    leaves = [m for m in network.modules() if not any(m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    try:
+        parameter = next(network.parameters())
+        network(torch.zeros((1, in_slices, side, side), dtype=parameter.dtype, device=parameter.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return total / (side * side)
+
+
+def peak_bytes(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    models: list[tuple[float | None, int, int, int, float]],
+    batch_size: int,
+) -> int:
+    """Estimated peak memory of segmenting one volume, following ``Segmenter`` step by step.
+
+    ``shape`` (Z, H, W) and ``spacing`` are canonical; ``models`` holds, per ensemble member, its
+    ``(spacing_mm, size divisor, in_slices k, classes C, activations A per pixel)`` (A from
+    ``activations_per_pixel``). With V = Z·H·W, a member's resampled in-plane size (h, w) and padded
+    size (h', w'), and B = min(batch_size, Z), in bytes:
+
+    - reading: V·12 (the float32 intensities, their canonical copy, the stored data up to 4 bytes)
+    - views:   V·4 + V·1 (intensities, labels) + Σ Z·h'·w'·4 (each member's padded volume)
+               + max 2·Z·h·w·4 (the resampled and normalized arrays while a member is prepared)
+    - batches: V·4 + V·1 + Σ Z·h'·w'·4 + max B·(k + 2C + A)·h'·w'·4 (input stack, logits, softmax,
+               layer outputs) + 2·B·C·H·W·4 (the running sum and one member's probabilities on the
+               source grid)
+
+    The peak is the largest of the three.
+    """
+    z, h, w = shape
+    voxels = z * h * w
+    batch = min(batch_size, z)
+    kept = voxels * 5
+    padded, preparing, per_batch, classes = 0, 0, 0, 2
+    for spacing_mm, divisor, k, num_classes, activations in models:
+        mh, mw = inplane_shape((h, w), spacing[1:], spacing_mm)
+        ph, pw = -(-mh // divisor) * divisor, -(-mw // divisor) * divisor
+        padded += z * ph * pw * 4
+        preparing = max(preparing, 2 * z * mh * mw * 4)
+        per_batch = max(per_batch, int(batch * (k + 2 * num_classes + activations) * ph * pw * 4))
+        classes = max(classes, num_classes)
+    reading = voxels * 12
+    views = kept + padded + preparing
+    batches = kept + padded + per_batch + 2 * batch * classes * h * w * 4
+    return int(max(reading, views, batches))
+
+
+def check_memory(source: str | Path, needed: int, allowed: int) -> None:
+    if needed > allowed:
+        raise NephrosegInputError(
+            source,
+            f"needs about {format_size(needed)} of memory at its peak, more than --max-memory "
+            f"{format_size(allowed)} allows (a smaller --batch-size helps only with the batch share)",
+        )
+
+
+def check_writable(target: str | Path) -> None:
+    """Refuse before any work when the nearest existing folder of ``target`` cannot be written."""
+    folder = Path(target).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NephrosegInputError(folder, "cannot write here: permission denied")
+
+
+def hounsfield_warning(hu: np.ndarray) -> str | None:
+    """A sentence when the intensities do not look like CT in Hounsfield units, else None."""
+    low, high = float(np.min(hu)), float(np.max(hu))
+    if low >= _CT_LOWEST_MIN_HU:
+        return (
+            f"intensities {low:g} to {high:g} have no negative value, unlike CT in Hounsfield units "
+            "(fat and air lie below 0): MR, or CT without its rescale intercept? predicting anyway"
+        )
+    if high <= _CT_HIGHEST_MAX_HU:
+        return (
+            f"intensities {low:g} to {high:g} reach no soft tissue above {_CT_HIGHEST_MAX_HU:g} HU: "
+            "normalized data rather than Hounsfield units? predicting anyway"
+        )
+    return None

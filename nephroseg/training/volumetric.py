@@ -1,0 +1,368 @@
+"""3D patch training (nnU-Net-class): fingerprint → plan → preprocessed cache → patches → DiceCE with
+deep supervision, SGD (Nesterov, momentum 0.99) with poly decay; validation by sliding windows and
+KiTS composite Dice; the same run folder, checkpoints, resume and logs as the 2.5D trainer.
+
+Under ``torchrun`` every rank trains a DistributedDataParallel replica on its own share of the
+patches; rank 0 validates, writes checkpoints and logs, and ``summary.json`` records a digest of
+every rank's weights.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.losses import DeepSupervisionLoss, DiceCELoss
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from nephroseg.data.patches import PatchDataset, PatchSampler
+from nephroseg.errors import NephrosegInputError
+from nephroseg.inference.postprocess import postprocess_labels
+from nephroseg.inference.segmenter import SegmentationModel
+from nephroseg.inference.sliding import VolumetricSegmenter
+from nephroseg.io import KitsCase, atomic_write_text, find_cases
+from nephroseg.metrics import kits_scores
+from nephroseg.models import build_model, parameter_count
+from nephroseg.models.dynunet3d import plan_unet
+from nephroseg.preprocess.fingerprint import Fingerprint, combine_fingerprints
+from nephroseg.preprocess.volumetric import (
+    VolumeCase,
+    VolumetricSettings,
+    case_fingerprint,
+    prepare_volume_case,
+)
+from nephroseg.progress import progress_bar
+from nephroseg.recipe import Recipe
+from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
+from nephroseg.training.distributed import (
+    DistContext,
+    barrier,
+    from_main,
+    init_distributed,
+    shutdown,
+    weight_checksums,
+)
+from nephroseg.training.logs import RunLog
+from nephroseg.training.trainer import (
+    TrainResult,
+    _resolve_split,
+    _Session,
+    _write_run_files,
+    build_optimizer,
+    build_schedule,
+)
+
+GRADIENT_CLIP = 12.0  # nnU-Net
+
+
+def plan_recipe(recipe: Recipe, fingerprint: Fingerprint) -> Recipe:
+    """Fill in what the fingerprint decides: target spacing, network plan (and the patch padded to
+    it), and the CT normalization (foreground percentiles, mean and std)."""
+    spec = recipe.volumetric
+    assert spec is not None
+    target = tuple(spec.target_spacing or fingerprint.target_spacing(spec.anisotropy_threshold))
+    plan = plan_unet(tuple(spec.patch_size), target)
+    options = {
+        **recipe.model.options,
+        "patch_size": list(plan.patch_size),
+        "spacing": list(target),
+        "deep_supervision": spec.deep_supervision,
+    }
+    overrides: dict = {
+        "volumetric": {"target_spacing": list(target), "patch_size": list(plan.patch_size)},
+        "model": {"in_slices": 1, "options": options},
+    }
+    if recipe.preprocess.zscore_mean is None:
+        low, high = fingerprint.percentile_00_5, fingerprint.percentile_99_5
+        overrides["preprocess"] = {
+            "normalization": "zscore",
+            "hu_min": low,
+            "hu_max": max(high, low + 1.0),
+            "zscore_mean": fingerprint.mean,
+            "zscore_std": fingerprint.std,
+        }
+    return recipe.with_overrides(overrides, "plan from the dataset fingerprint")
+
+
+def build_volumetric_loss(deep_supervision: bool) -> torch.nn.Module:
+    """Dice (foreground classes, batch Dice) + cross-entropy; with deep supervision the heads are
+    weighted 1, 1/2, 1/4, … (MONAI's ``exp`` mode, as nnU-Net)."""
+    dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    return DeepSupervisionLoss(dice_ce, weight_mode="exp") if deep_supervision else dice_ce
+
+
+def _settings(recipe: Recipe) -> VolumetricSettings:
+    spec = recipe.volumetric
+    assert spec is not None and spec.target_spacing is not None
+    return VolumetricSettings(
+        target_spacing=tuple(spec.target_spacing),  # type: ignore[arg-type]
+        label_resampling=spec.label_resampling,
+        crop_to_body=spec.crop_to_body,
+        body_threshold_hu=spec.body_threshold_hu,
+        anisotropy_threshold=spec.anisotropy_threshold,
+    )
+
+
+def prepare_cohort(
+    train_cases: list[KitsCase], val_cases: list[KitsCase], recipe: Recipe, cache: Path, progress: bool
+) -> tuple[Recipe, Fingerprint, list[VolumeCase], list[VolumeCase]]:
+    """Fingerprint the training cases, plan the recipe, preprocess every case (all cached)."""
+    spec = recipe.volumetric
+    assert spec is not None
+    with progress_bar(progress) as bar:
+        task = bar.add_task("fingerprint", total=len(train_cases), status="")
+        parts = []
+        for case in train_cases:
+            parts.append(case_fingerprint(case, spec.body_threshold_hu, cache))
+            bar.advance(task)
+        fingerprint = combine_fingerprints(parts)
+        planned = plan_recipe(recipe, fingerprint)
+        settings = _settings(planned)
+        prepared: list[list[VolumeCase]] = []
+        for label, cases in (("preprocess", train_cases), ("preprocess val", val_cases)):
+            task = bar.add_task(label, total=len(cases), status="")
+            prepared.append([])
+            for case in cases:
+                bar.update(task, status=case.case_id)
+                prepared[-1].append(prepare_volume_case(case, settings, cache))
+                bar.advance(task)
+    return planned, fingerprint, prepared[0], prepared[1]
+
+
+def validate_volumetric(
+    model: SegmentationModel, cases: list[VolumeCase], device: torch.device, decide_postprocess: bool
+) -> tuple[dict[str, float], str]:
+    """Mean KiTS scores over the validation cases on the model grid, and the post-processing choice
+    ('components' when it raises the composite Dice, else 'none'; fixed unless ``decide_postprocess``)."""
+    model.network.eval()
+    segmenter = VolumetricSegmenter([model], device, postprocess=False)
+    plain, processed = [], []
+    spacing = segmenter.target_spacing
+    for case in cases:
+        labels = segmenter.model_grid_labels(np.asarray(case.hu, dtype=np.float32))
+        truth = np.asarray(case.label)
+        plain.append(kits_scores(labels, truth))
+        processed.append(kits_scores(postprocess_labels(labels, spacing), truth))  # type: ignore[arg-type]
+    model.network.train()
+    fixed = model.recipe.volumetric.postprocess  # type: ignore[union-attr]
+    mean = {
+        name: float(np.mean([s.composite_dice for s in scores]))
+        for name, scores in (("none", plain), ("components", processed))
+    }
+    choice = max(mean, key=lambda k: (mean[k], k == "none")) if decide_postprocess else fixed
+    scores = processed if choice == "components" else plain
+    return (
+        {
+            "val_kidney_tumor_dice": float(np.mean([s.kidney_tumor_dice for s in scores])),
+            "val_tumor_dice": float(np.mean([s.tumor_dice for s in scores])),
+            "val_composite_dice": float(np.mean([s.composite_dice for s in scores])),
+        },
+        choice,
+    )
+
+
+def _run_epoch(
+    session: _Session,
+    forward: torch.nn.Module,
+    loader: DataLoader,
+    loss_fn: torch.nn.Module,
+    scaler: torch.amp.GradScaler,
+    device: torch.device,
+    bar,
+    task,
+) -> float:
+    losses = []
+    use_amp = device.type == "cuda"
+    forward.train()
+    total = session.model.recipe.train.epochs
+    for images, labels in loader:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        session.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=use_amp):
+            loss = loss_fn(forward(images), labels)
+        scaler.scale(loss).backward()
+        scaler.unscale_(session.optimizer)
+        torch.nn.utils.clip_grad_norm_(forward.parameters(), GRADIENT_CLIP)
+        scaler.step(session.optimizer)
+        scaler.update()
+        session.schedule.step()
+        session.step += 1
+        losses.append(float(loss.detach()))
+        bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
+    return float(np.mean(losses)) if losses else float("nan")
+
+
+def train_volumetric(
+    data_dir: str | Path,
+    recipe: Recipe,
+    run_dir: str | Path,
+    *,
+    seed: int = 0,
+    resume: bool = False,
+    device: str = "cpu",
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    tensorboard: bool = True,
+) -> TrainResult:
+    """Train a 3D recipe (``model`` of input kind "3d", ``volumetric`` section) into ``run_dir``."""
+    if recipe.volumetric is None:
+        raise NephrosegInputError("recipe", f"{recipe.name}: a 3D model needs a 'volumetric' section")
+    ctx, torch_device = init_distributed(device)
+    try:
+        return _train(
+            data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress, tensorboard
+        )
+    finally:
+        shutdown(ctx)
+
+
+def _train(
+    data_dir,
+    recipe: Recipe,
+    run_dir: Path,
+    ctx: DistContext,
+    torch_device: torch.device,
+    seed,
+    resume,
+    cache_dir,
+    progress,
+    tensorboard,
+) -> TrainResult:
+    checkpoints = run_dir / "checkpoints"
+    last_path = checkpoints / LAST_NAME
+    if last_path.exists() and not resume:
+        raise NephrosegInputError(run_dir, "already holds a training run: pass --resume to continue it")
+    progress = progress and ctx.is_main
+    fresh = not run_dir.exists()
+    cache = Path(cache_dir) if cache_dir else run_dir / "cache"
+    try:
+        cases = find_cases(data_dir, require_labels=True)
+        split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
+        by_id = {c.case_id: c for c in cases}
+        if ctx.is_main:  # rank 0 fills the cache; the others then read it
+            recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
+                [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, progress
+            )
+        barrier(ctx)
+        if not ctx.is_main:
+            recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
+                [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, False
+            )
+    except NephrosegInputError:
+        if fresh and ctx.is_main:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    recipe = recipe_planned
+    spec, vol = recipe.train, recipe.volumetric
+    assert vol is not None
+    if ctx.is_main:
+        _write_run_files(run_dir, recipe, split)
+        atomic_write_text(run_dir / "fingerprint.json", json.dumps(fingerprint.to_json(), indent=1))
+
+    torch.manual_seed(seed)
+    network = build_model(recipe.model).to(torch_device)
+    forward: torch.nn.Module = network
+    if ctx.active:
+        ids = [torch_device.index] if torch_device.type == "cuda" else None
+        forward = DistributedDataParallel(network, device_ids=ids)
+    optimizer = build_optimizer(network.parameters(), spec)
+    session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path, map_location=torch_device)
+        session.restore(state)
+        if "postprocess" in state:
+            session.model.recipe = recipe.with_overrides(
+                {"volumetric": {"postprocess": state["postprocess"]}}, "checkpoint"
+            )
+    start_epoch = session.epoch
+    decide_postprocess = vol.postprocess == "auto"
+    # The plan may leave too few levels for auxiliary heads; the network knows whether it has them.
+    loss_fn = build_volumetric_loss(bool(getattr(network, "deep_supervision", False)))
+    scaler = torch.amp.GradScaler("cuda", enabled=torch_device.type == "cuda")
+    dataset = PatchDataset(train_cases, recipe, seed, augment=vol.augment)
+    loader = DataLoader(
+        dataset,
+        batch_size=spec.batch_size,
+        sampler=PatchSampler(spec.iterations_per_epoch, spec.batch_size, ctx.rank, ctx.world_size),
+        num_workers=spec.num_workers,
+        pin_memory=torch_device.type == "cuda",
+    )
+    log = RunLog(run_dir, start_epoch, tensorboard=tensorboard) if ctx.is_main else None
+    try:
+        with progress_bar(progress) as bar:
+            task = bar.add_task("train", total=spec.epochs * spec.iterations_per_epoch, status="")
+            bar.update(task, completed=start_epoch * spec.iterations_per_epoch)
+            while session.epoch < spec.epochs:
+                dataset.set_epoch(session.epoch)
+                started = time.perf_counter()
+                row: dict = {
+                    "epoch": session.epoch,
+                    "train_loss": _run_epoch(
+                        session, forward, loader, loss_fn, scaler, torch_device, bar, task
+                    ),
+                }
+                row.update(
+                    step=session.step,
+                    lr=optimizer.param_groups[0]["lr"],
+                    seconds=time.perf_counter() - started,
+                )
+                session.train_seconds += row["seconds"]
+                validating = val_cases and (
+                    (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
+                )
+                if ctx.is_main and validating:
+                    metrics, choice = validate_volumetric(
+                        session.model, val_cases, torch_device, decide_postprocess
+                    )
+                    row.update(metrics)
+                    if row["val_composite_dice"] > session.best_score:
+                        session.best_score, session.best_epoch = row["val_composite_dice"], session.epoch
+                        session.model.recipe = recipe.with_overrides(
+                            {"volumetric": {"postprocess": choice}}, "validation"
+                        )
+                improved = session.best_epoch == session.epoch
+                session.epoch += 1
+                if ctx.is_main:
+                    payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
+                    payload["postprocess"] = session.model.recipe.volumetric.postprocess  # type: ignore[union-attr]
+                    payload["fingerprint"] = fingerprint.to_json()
+                    if improved:
+                        save_checkpoint(checkpoints / BEST_NAME, payload)
+                    save_checkpoint(last_path, payload)
+                    log.add(row)  # type: ignore[union-attr]
+                barrier(ctx)
+    finally:
+        if log is not None:
+            log.close()
+
+    digests = weight_checksums(network, ctx)
+    session.best_score, session.best_epoch = from_main((session.best_score, session.best_epoch), ctx)
+    best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
+    if ctx.is_main:
+        summary = {
+            "recipe": recipe.name,
+            "model": recipe.model.name,
+            "parameters": parameter_count(network),
+            "best_epoch": session.best_epoch,
+            "best_val_composite_dice": session.best_score,
+            "epochs": spec.epochs,
+            "steps": session.step,
+            "seconds_per_iteration": session.train_seconds / max(1, session.step),
+            "train_cases": split.train,
+            "val_cases": split.val,
+            "test_cases": split.test,
+            "seed": seed,
+            "device": str(torch_device),
+            "world_size": ctx.world_size,
+            "rank_weight_digests": digests,
+            "target_spacing": list(vol.target_spacing or ()),
+            "patch_size": list(vol.patch_size),
+            "postprocess": session.model.recipe.volumetric.postprocess,  # type: ignore[union-attr]
+        }
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
