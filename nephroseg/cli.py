@@ -174,7 +174,9 @@ def predict(
     ],
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
-    tta: Annotated[bool, typer.Option(help="Average over in-plane flips (4× slower).")] = False,
+    tta: Annotated[
+        bool, typer.Option(help="Average over the mirrorings the model was trained with.")
+    ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     max_memory: Annotated[
         str | None, typer.Option(help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB.")
