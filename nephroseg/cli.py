@@ -186,9 +186,13 @@ def predict(
         list[Path] | None,
         typer.Option(help="3D models only: a low-resolution run that finds the kidneys first (repeatable)."),
     ] = None,
+    format_: Annotated[
+        str, typer.Option("--format", help="Output format: nifti, nrrd, mha, or dicom-seg (DICOM input).")
+    ] = "nifti",
     progress: ProgressOption = True,
 ) -> None:
-    """Segment CT volumes; labels are written on each input's own grid (shape, affine, orientation)."""
+    """Segment CT volumes (NIfTI, NRRD, MHA or a DICOM series folder); labels are written on each
+    input's own grid (shape, affine, orientation)."""
     from nephroseg.inference import predict as predict_volumes
 
     written = predict_volumes(
@@ -203,8 +207,26 @@ def predict(
         max_memory=max_memory,
         threads=threads,
         coarse_models=coarse_model,
+        output_format=format_,
     )
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
+
+
+@app.command()
+def convert(
+    source: Annotated[Path, typer.Argument(help="NIfTI, NRRD or MHA file, or a DICOM series folder.")],
+    target: Annotated[Path, typer.Argument(help="Output .nii.gz, .nii, .nrrd or .mha file.")],
+    label: Annotated[bool, typer.Option(help="Read and write as a label map (uint8, values 0-2).")] = False,
+    series_uid: Annotated[
+        str | None, typer.Option(help="DICOM: the SeriesInstanceUID to convert (default: the largest).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output file.")] = False,
+) -> None:
+    """Convert a volume between formats, keeping its grid (shape, spacing, orientation, origin)."""
+    from nephroseg.io.convert import convert_volume
+
+    written = convert_volume(source, target, label=label, series_uid=series_uid, overwrite=overwrite)
+    typer.echo(f"wrote {written}")
 
 
 @app.command()

@@ -21,6 +21,8 @@ from nephroseg.inference.guards import (
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
+from nephroseg.io.dicom_seg import write_dicom_seg
+from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
 from nephroseg.progress import progress_bar
@@ -35,17 +37,31 @@ class PredictionJob:
     target: Path
 
 
-def plan_outputs(inputs: str | Path, output: str | Path, overwrite: bool) -> list[PredictionJob]:
+OUTPUT_SUFFIXES = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "dicom-seg": ".dcm"}
+
+
+def plan_outputs(
+    inputs: str | Path, output: str | Path, overwrite: bool, output_format: str = "nifti"
+) -> list[PredictionJob]:
     """Pair every input volume with its output file and check the plan before any work is done."""
     inputs, output = Path(inputs), Path(output)
+    if output_format not in OUTPUT_SUFFIXES:
+        raise NephrosegInputError(
+            "--format", f"unknown format '{output_format}' ({', '.join(OUTPUT_SUFFIXES)})"
+        )
     sources = images_by_case(inputs)
-    if inputs.is_file() and is_nifti(output):
+    if output_format == "dicom-seg":
+        not_dicom = [str(path) for path in sources.values() if not path.is_dir()]
+        if not_dicom:
+            raise NephrosegInputError(not_dicom[0], "DICOM-SEG output needs a DICOM series as input")
+    if len(sources) == 1 and (is_nifti(output) or is_itk(output)) and not output.is_dir():
         jobs = [PredictionJob(next(iter(sources)), inputs, output)]
     else:
         if output.exists() and not output.is_dir():
             raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
         jobs = [
-            PredictionJob(case_id, path, output / f"{case_id}.nii.gz") for case_id, path in sources.items()
+            PredictionJob(case_id, path, output / f"{case_id}{OUTPUT_SUFFIXES[output_format]}")
+            for case_id, path in sources.items()
         ]
     existing = [str(j.target) for j in jobs if j.target.exists()]
     if existing and not overwrite:
@@ -95,7 +111,11 @@ def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = T
             if problem:
                 warnings.warn(NephrosegInputWarning(job.source, problem), stacklevel=2)
             labels = segmenter.segment(volume.array, volume.spacing)
-            written.append(write_like(labels, volume, job.target))
+            if job.target.name.endswith(".dcm"):
+                source_order = volume.to_source_orientation(labels)
+                written.append(write_dicom_seg(source_order, job.source, job.target))
+            else:
+                written.append(write_like(labels, volume, job.target))
             bar.advance(task)
     return written
 
@@ -113,6 +133,7 @@ def predict(
     max_memory: int | str | None = None,
     threads: int | None = None,
     coarse_models: list[str | Path] | None = None,
+    output_format: str = "nifti",
 ) -> list[Path]:
     """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
     with one model or the average of several; write uint8 label maps on each source's own grid.
@@ -122,7 +143,7 @@ def predict(
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
     allowed = parse_size(max_memory) if max_memory is not None else None
-    jobs = plan_outputs(inputs, output, overwrite)
+    jobs = plan_outputs(inputs, output, overwrite, output_format)
     torch_device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)

@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
+from nephroseg.io.dicom import is_dicom_file
+from nephroseg.io.itk import is_itk
 from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME
 from nephroseg.io.volume import is_nifti
 
@@ -16,7 +18,7 @@ def case_id_of(path: Path) -> str:
     """'case_00012.nii.gz' → 'case_00012'; KiTS submission names 'prediction_00012.nii.gz' map to the
     same id; any other file keeps its name without the NIfTI suffix."""
     name = path.name
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -38,11 +40,13 @@ def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
         return {case_id_of(folder): folder}
     if CASE_PATTERN.match(folder.name) and (folder / member).is_file():
         return {folder.name: folder / member}  # one KiTS case folder: its imaging (or label) only
+    if member == IMAGING_NAME and _holds_dicom(folder):
+        return {folder.name: folder}  # a DICOM series folder is one volume
     found: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and CASE_PATTERN.match(entry.name) and (entry / member).is_file():
             found[entry.name] = entry / member
-        elif entry.is_file() and is_nifti(entry) and not entry.name.startswith("."):
+        elif entry.is_file() and (is_nifti(entry) or is_itk(entry)) and not entry.name.startswith("."):
             found[case_id_of(entry)] = entry
     if not found:
         raise NephrosegInputError(folder, f"no NIfTI volumes found (looked for *.nii.gz and case_*/{member})")
@@ -55,3 +59,8 @@ def images_by_case(folder: str | Path) -> dict[str, Path]:
 
 def labels_by_case(folder: str | Path) -> dict[str, Path]:
     return volumes_by_case(folder, SEGMENTATION_NAME)
+
+
+def _holds_dicom(folder: Path) -> bool:
+    """DICOM files directly in the folder (checked by their 'DICM' preamble, not their names)."""
+    return any(entry.is_file() and is_dicom_file(entry) for entry in sorted(folder.iterdir())[:50])

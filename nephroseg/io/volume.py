@@ -228,6 +228,8 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
     read as float32 with the header's slope and intercept applied.
     """
     path = Path(path)
+    if path.is_dir() or is_itk_file(path):
+        return _read_other_format(path, label)
     image = _load_image(path)
     shape = _checked_shape(path, image.shape)
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -239,9 +241,40 @@ def read_volume(path: str | Path, *, label: bool = False) -> Volume:
     return volume_from_array(data, affine, header=image.header, path=path)
 
 
+def is_itk_file(path: Path) -> bool:
+    from nephroseg.io.itk import is_itk
+
+    return is_itk(path)
+
+
+def _read_other_format(path: Path, label: bool) -> Volume:
+    """A DICOM series folder or an NRRD / MetaImage file, under the same checks as NIfTI."""
+    if path.is_dir():
+        from nephroseg.io.dicom import read_dicom_series
+
+        if label:
+            raise NephrosegInputError(path, "a DICOM folder cannot be read as a label map")
+        volume = read_dicom_series(path)
+        data, affine = volume.to_source_orientation(volume.array), volume.source.affine
+    else:
+        from nephroseg.io.itk import read_itk
+
+        data, affine = read_itk(path)
+    shape = _checked_shape(path, data.shape)
+    _checked_affine(path, affine)
+    data = data.reshape(shape) if label else data.reshape(shape).astype(np.float32, copy=False)
+    _check_finite(path, data)
+    if label:
+        data = _as_label_array(path, data)
+    return volume_from_array(data, affine, path=path)
+
+
 def read_geometry(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine from the header alone: a cheap check before the data is read."""
     path = Path(path)
+    if path.is_dir() or is_itk_file(path):
+        volume = _read_other_format(path, label=False)
+        return volume.source.shape, volume.source.affine
     image = _load_image(path)
     shape = _checked_shape(path, image.shape)
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -254,6 +287,10 @@ def write_like(array: np.ndarray, like: Volume, path: str | Path, dtype: np.dtyp
     qform/sform codes as the file ``like`` was read from. The write is atomic."""
     source = like.source
     data = like.to_source_orientation(np.asarray(array)).astype(dtype, copy=False)
+    if is_itk_file(Path(path)):
+        from nephroseg.io.itk import write_itk
+
+        return write_itk(data, source.affine, path)
     header = source.header.copy()
     image = nib.Nifti1Image(data, source.affine, header=header)
     image.set_data_dtype(dtype)

@@ -184,6 +184,11 @@ def _run_epoch(
         # scored by the recipe's segmentation loss on their logits.
         own_loss = getattr(network, "training_loss", None)
         loss = own_loss(images, labels) if own_loss is not None else loss_fn(network(images), labels)
+        if not torch.isfinite(loss):
+            raise NephrosegInputError(
+                "train.lr",
+                f"training diverged (loss {float(loss.detach())} at step {session.step + 1}): lower the rate",
+            )
         loss.backward()
         session.optimizer.step()
         session.schedule.step()

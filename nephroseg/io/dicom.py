@@ -1,0 +1,171 @@
+"""A CT series from a DICOM folder as a ``Volume``, with the checks hospitals' exports need.
+
+Files are grouped by SeriesInstanceUID; the series is the one asked for, else the largest axial CT
+series (several of equal size → an error listing them). Slices are sorted by ImagePositionPatient
+along the slice normal; RescaleSlope/Intercept give HU. Duplicated positions, missing slices, uneven
+spacing, gantry tilt and non-CT modalities are refused with the problem named. The affine maps
+(slice, row, column) to RAS+ millimetres (DICOM's LPS with x and y negated), so the volume is the
+same object as its NIfTI conversion and a prediction is written back on the series' own grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.volume import Volume, volume_from_array
+
+GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
+UNEVEN_TOLERANCE = 0.01  # relative spread of steps accepted as even spacing
+TILT_TOLERANCE_MM = 0.01  # in-plane drift of slice origins per mm of stacking
+
+
+@dataclass(frozen=True)
+class Series:
+    uid: str
+    description: str
+    modality: str
+    files: tuple[Path, ...]
+
+
+def is_dicom_file(path: Path) -> bool:
+    try:
+        with open(path, "rb") as stream:
+            stream.seek(128)
+            return stream.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def is_dicom_folder(path: str | Path) -> bool:
+    path = Path(path)
+    return path.is_dir() and any(is_dicom_file(p) for p in sorted(path.rglob("*")) if p.is_file())
+
+
+def list_series(folder: str | Path) -> list[Series]:
+    folder = Path(folder)
+    groups: dict[str, list[tuple[Path, pydicom.Dataset]]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            header = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError, ValueError, EOFError):
+            continue
+        if "SeriesInstanceUID" in header and "ImagePositionPatient" in header:
+            groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
+    series = []
+    for uid, members in groups.items():
+        first = members[0][1]
+        series.append(
+            Series(
+                uid,
+                str(first.get("SeriesDescription", "")),
+                str(first.get("Modality", "")),
+                tuple(path for path, _ in members),
+            )
+        )
+    if not series:
+        raise NephrosegInputError(
+            folder,
+            "is a folder with no DICOM image series (expected a NIfTI, NRRD or MHA file, or a DICOM folder)",
+        )
+    return series
+
+
+def choose_series(folder: Path, series: list[Series], series_uid: str | None) -> Series:
+    if series_uid is not None:
+        for candidate in series:
+            if candidate.uid == series_uid:
+                return candidate
+        known = ", ".join(s.uid for s in series)
+        raise NephrosegInputError(folder, f"no series with SeriesInstanceUID {series_uid} (found: {known})")
+    largest = max(len(s.files) for s in series)
+    best = [s for s in series if len(s.files) == largest]
+    if len(best) > 1:
+        listing = "; ".join(f"{s.uid} '{s.description}' {s.modality} {len(s.files)} slices" for s in best)
+        raise NephrosegInputError(folder, f"several series could be the CT, pass --series-uid: {listing}")
+    return best[0]
+
+
+def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volume:
+    """The chosen series as a canonical ``Volume`` of HU (float32)."""
+    folder = Path(folder)
+    series = choose_series(folder, list_series(folder), series_uid)
+    if series.modality.upper() != "CT":
+        raise NephrosegInputError(
+            folder, f"series {series.uid} is not CT (Modality {series.modality or 'missing'}): refused"
+        )
+    datasets, files = sorted_slices(series)
+    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=np.float64)
+    row_dir, col_dir = orientation[:3], orientation[3:]
+    normal = np.cross(row_dir, col_dir)
+    positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
+    step = _checked_step(folder, positions, normal, files)
+    pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]  # (between rows, between columns)
+    array = np.stack([_hounsfield(folder, path, ds) for path, ds in zip(files, datasets, strict=True)])
+    lps = np.eye(4)
+    lps[:3, 0] = normal * step
+    lps[:3, 1] = col_dir * pixel_spacing[0]
+    lps[:3, 2] = row_dir * pixel_spacing[1]
+    lps[:3, 3] = positions[0]
+    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS → RAS
+    return volume_from_array(array, affine, path=folder)
+
+
+def sorted_slices(series: Series) -> tuple[list[pydicom.Dataset], list[Path]]:
+    """The series' datasets and files in stacking order (by position along the slice normal)."""
+    datasets = [pydicom.dcmread(path) for path in series.files]
+    orientation = np.array(datasets[0].ImageOrientationPatient, dtype=np.float64)
+    normal = np.cross(orientation[:3], orientation[3:])
+    along = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64) @ normal
+    order = np.argsort(along, kind="stable")
+    return [datasets[i] for i in order], [series.files[i] for i in order]
+
+
+def _checked_step(folder: Path, positions: np.ndarray, normal: np.ndarray, files: list[Path]) -> float:
+    if len(positions) < 2:
+        raise NephrosegInputError(folder, "the series has a single slice: not a 3D volume")
+    along = positions @ normal
+    steps = np.diff(along)
+    duplicates = np.flatnonzero(steps < 1e-3)
+    if duplicates.size:
+        i = int(duplicates[0])
+        raise NephrosegInputError(
+            folder, f"duplicated slice position {along[i]:.2f} mm ({files[i].name} and {files[i + 1].name})"
+        )
+    median = float(np.median(steps))
+    gaps = np.flatnonzero(steps > GAP_FACTOR * median)
+    if gaps.size:
+        i = int(gaps[0])
+        raise NephrosegInputError(
+            folder,
+            f"missing slice(s): a gap of {steps[i]:.2f} mm between {along[i]:.2f} and {along[i + 1]:.2f} mm "
+            f"(the usual step is {median:.2f} mm)",
+        )
+    if float(steps.max() - steps.min()) > UNEVEN_TOLERANCE * median:
+        raise NephrosegInputError(
+            folder, f"uneven slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm"
+        )
+    drift = positions - positions[0] - np.outer(along - along[0], normal)
+    if float(np.abs(drift).max()) > TILT_TOLERANCE_MM * max(1.0, float(along[-1] - along[0])):
+        raise NephrosegInputError(
+            folder, "gantry tilt: slice origins are not stacked along the slice normal (refused)"
+        )
+    return median
+
+
+def _hounsfield(folder: Path, path: Path, ds: pydicom.Dataset) -> np.ndarray:
+    try:
+        pixels = ds.pixel_array
+    except Exception as err:  # decoders raise many types (missing plugin, bad stream)
+        syntax = getattr(ds.file_meta, "TransferSyntaxUID", "unknown")
+        raise NephrosegInputError(
+            folder, f"{path.name}: pixel data cannot be decoded (transfer syntax {syntax}: {err})"
+        ) from err
+    slope = float(ds.get("RescaleSlope", 1.0))
+    intercept = float(ds.get("RescaleIntercept", 0.0))
+    return pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)

@@ -1,0 +1,260 @@
+"""DICOM series in (series choice, sorting, rescale, missing/duplicated slices, tilt, modality),
+NRRD/MHA in and out, ``nephroseg convert``, and ``nephroseg predict`` on a DICOM folder."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from conftest import blob_case
+from pydicom.dataset import FileDataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+from test_cli import run_cli
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io import read_volume, write_like
+from nephroseg.io.dicom import read_dicom_series
+from nephroseg.io.itk import read_itk, write_itk
+
+SPACING = (3.0, 0.8, 0.7)  # slice step, row spacing, column spacing (mm)
+
+
+def write_series(
+    folder: Path,
+    hu: np.ndarray,
+    *,
+    modality: str = "CT",
+    series_uid: str | None = None,
+    origin=(-100.0, -80.0, 50.0),
+    tilt_mm: float = 0.0,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    compress: bool = False,
+    description: str = "abdomen",
+) -> list[Path]:
+    """Axial slices (LPS: rows run posterior, columns run left), stacked towards the head."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid = series_uid or generate_uid()
+    study = generate_uid()
+    frame = generate_uid()
+    stored = np.round((hu - intercept) / slope).astype(np.uint16)
+    paths = []
+    for k, pixels in enumerate(stored):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        path = folder / f"slice_{k:03d}_{random.random():.6f}.dcm"
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
+        ds.Modality, ds.SeriesDescription = modality, description
+        ds.PatientName, ds.PatientID = "Phantom^Test", "nephroseg-0"
+        ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "", "O", ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20261124", "120000", "1", ""
+        ds.SeriesNumber, ds.Manufacturer = 2, "phantom"
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [origin[0] + tilt_mm * k, origin[1], origin[2] + SPACING[0] * k]
+        ds.PixelSpacing = [SPACING[1], SPACING[2]]
+        ds.SliceThickness = SPACING[0]
+        ds.InstanceNumber = k + 1
+        ds.Rows, ds.Columns = pixels.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+        ds.PixelData = pixels.tobytes()
+        if compress:
+            ds.compress(RLELossless)
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def ct() -> tuple[np.ndarray, np.ndarray]:
+    return blob_case(shape=(8, 40, 48), seed=3)
+
+
+def _expected_affine(origin=(-100.0, -80.0, 50.0)) -> np.ndarray:
+    """(slice, row, column) → RAS: slices go up (+S), rows posterior (−A), columns left (−R)."""
+    lps = np.array(
+        [
+            [0, 0, SPACING[2], origin[0]],
+            [0, SPACING[1], 0, origin[1]],
+            [SPACING[0], 0, 0, origin[2]],
+            [0, 0, 0, 1],
+        ]
+    )
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def test_series_reads_in_any_file_order_with_rescale_and_geometry(tmp_path: Path, ct) -> None:
+    image, _ = ct
+    paths = write_series(tmp_path / "dcm", image.astype(np.float32), slope=0.5, intercept=-1024)
+    random.Random(0).shuffle(paths)  # names carry random parts: directory order is shuffled too
+    volume = read_dicom_series(tmp_path / "dcm")
+    np.testing.assert_allclose(volume.to_source_orientation(volume.array), image, atol=0.5)
+    np.testing.assert_allclose(volume.source.affine, _expected_affine(), atol=1e-6)
+    # The same array saved as NIfTI with that affine reads back identical, array and world coordinates.
+    nifti = tmp_path / "same.nii.gz"
+    nib.save(nib.Nifti1Image(volume.to_source_orientation(volume.array), volume.source.affine), nifti)
+    twin = read_volume(nifti)
+    np.testing.assert_array_equal(twin.array, volume.array)
+    np.testing.assert_allclose(twin.affine, volume.affine, atol=1e-6)
+
+
+def test_rle_compressed_series_decodes(tmp_path: Path, ct) -> None:
+    image, _ = ct
+    write_series(tmp_path / "rle", image.astype(np.float32), compress=True)
+    volume = read_dicom_series(tmp_path / "rle")
+    np.testing.assert_allclose(volume.to_source_orientation(volume.array), image, atol=0.5)
+
+
+@pytest.mark.parametrize(
+    ("damage", "fragment"),
+    [
+        ("missing", "missing slice(s): a gap of 6.00 mm"),
+        ("duplicate", "duplicated slice position"),
+        ("tilt", "gantry tilt"),
+        ("modality", "is not CT (Modality MR)"),
+        ("single", "single slice"),
+    ],
+)
+def test_damaged_series_is_refused_with_the_problem_named(
+    tmp_path: Path, ct, damage: str, fragment: str
+) -> None:
+    image, _ = ct
+    folder = tmp_path / damage
+    if damage == "tilt":
+        write_series(folder, image.astype(np.float32), tilt_mm=1.5)
+    elif damage == "modality":
+        write_series(folder, image.astype(np.float32), modality="MR")
+    elif damage == "single":
+        write_series(folder, image[:1].astype(np.float32))
+    else:
+        paths = write_series(folder, image.astype(np.float32))
+        if damage == "missing":
+            paths[4].unlink()
+        else:
+            ds = pydicom.dcmread(paths[4])
+            ds.SOPInstanceUID = generate_uid()
+            ds.save_as(folder / "copy_of_4.dcm", enforce_file_format=True)
+    with pytest.raises(NephrosegInputError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        read_dicom_series(folder)
+
+
+def test_two_series_largest_wins_uid_selects_and_a_tie_is_listed(tmp_path: Path, ct) -> None:
+    image, _ = ct
+    folder = tmp_path / "two"
+    write_series(folder / "a", image.astype(np.float32), series_uid="1.2.3.4", description="thin")
+    write_series(folder / "b", image[:5].astype(np.float32), series_uid="1.2.3.5", description="scout")
+    assert read_dicom_series(folder).array.shape[0] == 8
+    assert read_dicom_series(folder, series_uid="1.2.3.5").array.shape[0] == 5
+    with pytest.raises(NephrosegInputError, match=r"no series with SeriesInstanceUID 9\.9"):
+        read_dicom_series(folder, series_uid="9.9")
+    write_series(folder / "c", image.astype(np.float32), series_uid="1.2.3.6", description="twin")
+    with pytest.raises(NephrosegInputError, match=r"several series could be the CT.*1\.2\.3\.4.*1\.2\.3\.6"):
+        read_dicom_series(folder)
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_itk_formats_round_trip_geometry(tmp_path: Path, suffix: str) -> None:
+    rng = np.random.default_rng(0)
+    array = rng.integers(-1000, 1000, size=(6, 9, 11)).astype(np.int16)
+    affine = np.array([[0, 0, -0.7, 10], [0, -0.9, 0, 20], [-2.5, 0, 0, 30], [0, 0, 0, 1]], dtype=np.float64)
+    path = write_itk(array, affine, tmp_path / f"v{suffix}")
+    back, back_affine = read_itk(path)
+    np.testing.assert_array_equal(back, array)
+    np.testing.assert_allclose(back_affine, affine, atol=1e-6)
+    # Read as a Volume it is the same object as the NIfTI of the same data.
+    nifti = tmp_path / "v.nii.gz"
+    nib.save(nib.Nifti1Image(array, affine), nifti)
+    a, b = read_volume(path), read_volume(nifti)
+    np.testing.assert_array_equal(a.array, b.array)
+    np.testing.assert_allclose(a.affine, b.affine, atol=1e-6)
+    # A label written "like" the NRRD/MHA lands on its grid.
+    labels = (a.array > 0).astype(np.uint8)
+    out = write_like(labels, a, tmp_path / f"labels{suffix}")
+    np.testing.assert_array_equal(read_itk(out)[0], (array > 0).astype(np.uint8))
+
+
+def test_convert_dicom_to_nifti_and_refusals(tmp_path: Path, ct, capsys) -> None:
+    image, _ = ct
+    write_series(tmp_path / "dcm", image.astype(np.float32))
+    target = tmp_path / "ct.nii.gz"
+    code, _, err = run_cli(["convert", str(tmp_path / "dcm"), str(target)], capsys)
+    assert code == 0, err
+    converted = nib.load(target)
+    np.testing.assert_allclose(np.asarray(converted.dataobj), image, atol=0.5)
+    np.testing.assert_allclose(converted.affine, _expected_affine(), atol=1e-5)
+    code, _, err = run_cli(["convert", str(tmp_path / "dcm"), str(target)], capsys)
+    assert code == 2 and "output exists" in err
+    code, _, err = run_cli(["convert", str(target), str(tmp_path / "ct.nrrd")], capsys)
+    assert code == 0, err
+    np.testing.assert_allclose(read_itk(tmp_path / "ct.nrrd")[0], np.asarray(converted.dataobj))
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_cli(["convert", str(tmp_path / "empty"), str(tmp_path / "x.nii.gz")], capsys)
+    assert code == 2 and "no DICOM image series" in err and not (tmp_path / "x.nii.gz").exists()
+
+
+def test_predict_on_a_dicom_folder_writes_on_the_series_grid(trained_run, tmp_path: Path, ct, capsys) -> None:
+    _, run = trained_run
+    image, _ = ct
+    write_series(tmp_path / "patient7", image.astype(np.float32))
+    out = tmp_path / "out"
+    for fmt, suffix in (("nifti", ".nii.gz"), ("nrrd", ".nrrd")):
+        args = ["predict", "-i", str(tmp_path / "patient7"), "-o", str(out), "-m", str(run), "--no-progress"]
+        code, _, err = run_cli([*args, "--format", fmt], capsys)
+        assert code == 0, err
+        written = read_volume(out / f"patient7{suffix}", label=True)
+        assert written.source.shape == image.shape
+        np.testing.assert_allclose(written.source.affine, _expected_affine(), atol=1e-5)
+
+
+def test_training_that_diverges_stops_with_a_clear_message(trained_run, tmp_path: Path, capsys) -> None:
+    data, _ = trained_run
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--recipe", "resunet25d"]
+    overrides = ["train.optimizer=sgd", "train.lr=1e30", "train.iterations_per_epoch=6"]
+    code, _, err = run_cli(
+        [*args, "--profile", "tiny", "--no-progress", *[a for o in overrides for a in ("--set", o)]], capsys
+    )
+    assert code == 2 and "training diverged" in err
+
+
+def test_dicom_seg_output_matches_the_nifti_output_voxel_for_voxel(
+    trained_run, tmp_path: Path, ct, capsys
+) -> None:
+    import highdicom as hd
+
+    from nephroseg.io.dicom_seg import read_dicom_seg
+
+    _, run = trained_run
+    image, _ = ct
+    write_series(tmp_path / "patient8", image.astype(np.float32))
+    base = ["predict", "-i", str(tmp_path / "patient8"), "-m", str(run), "--no-progress"]
+    assert run_cli([*base, "-o", str(tmp_path / "nii")], capsys)[0] == 0
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "seg"), "--format", "dicom-seg"], capsys)
+    assert code == 0, err
+    nifti = np.asarray(nib.load(tmp_path / "nii" / "patient8.nii.gz").dataobj)
+    from_seg = read_dicom_seg(tmp_path / "seg" / "patient8.dcm", tmp_path / "patient8")
+    np.testing.assert_array_equal(from_seg, nifti)
+    seg = hd.seg.segread(tmp_path / "seg" / "patient8.dcm")
+    labels = [d.SegmentLabel for d in seg.SegmentSequence]
+    assert labels == ["Kidney", "Kidney tumor"]
+    assert seg.SegmentSequence[0].SegmentedPropertyTypeCodeSequence[0].CodeValue == "64033007"
+    assert seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
+    referenced = {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence}
+    assert referenced == {pydicom.dcmread(next((tmp_path / "patient8").glob("*.dcm"))).SeriesInstanceUID}
+
+
+def test_dicom_seg_needs_a_dicom_input(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    args = ["predict", "-i", str(data), "-o", str(tmp_path / "o"), "-m", str(run), "--format", "dicom-seg"]
+    code, _, err = run_cli([*args, "--no-progress"], capsys)
+    assert code == 2 and "DICOM-SEG output needs a DICOM series" in err
+    assert not (tmp_path / "o").exists()
