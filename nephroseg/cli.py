@@ -212,6 +212,32 @@ def predict(
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
 
 
+@app.command("export-nnunet")
+def export_nnunet(
+    data: Annotated[Path, typer.Option(help="KiTS-layout folder (labelled cases → imagesTr/labelsTr).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="nnU-Net raw root (nnUNet_raw).")],
+    dataset_id: Annotated[int, typer.Option(help="nnU-Net dataset number (1-999).")] = 220,
+    name: Annotated[str, typer.Option(help="Dataset name (letters and digits).")] = "KiTS19Synth",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing dataset folder.")] = False,
+) -> None:
+    """Write the cohort as an nnU-Net v2 raw dataset (files copied unchanged, or hard-linked)."""
+    from nephroseg.io.nnunet_raw import export_nnunet as export
+
+    typer.echo(f"wrote {export(data, out, dataset_id, name, overwrite=overwrite)}")
+
+
+@app.command("import-nnunet")
+def import_nnunet(
+    dataset: Annotated[Path, typer.Option(help="An nnU-Net v2 raw dataset folder (DatasetXXX_Name).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="KiTS-layout folder to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace existing case files.")] = False,
+) -> None:
+    """Read an nnU-Net v2 raw dataset back into the KiTS layout."""
+    from nephroseg.io.nnunet_raw import import_nnunet as import_
+
+    typer.echo(f"wrote {len(import_(dataset, out, overwrite=overwrite))} cases to {out}")
+
+
 @app.command()
 def convert(
     source: Annotated[Path, typer.Argument(help="NIfTI, NRRD or MHA file, or a DICOM series folder.")],
