@@ -1,0 +1,477 @@
+"""nephroseg against nnU-Net v2 on the same cases, the same machine, in one run.
+
+    python bench/peer_nnunet.py --quick                 # < 25 min on 2 CPU cores
+    python bench/peer_nnunet.py --steps 250 --cases 20  # longer
+
+nnU-Net v2 lives in its own virtual environment (``--venv``, created and filled on first use with
+``torch==2.14.1 nnunetv2==2.8.1``). Both tools train the same number of optimizer steps on the
+same generated cohort (nnU-Net through a fixed-length trainer subclass registered in that
+environment), predict the same held-out cases on the CPU with and without mirroring, and every
+prediction is scored by nephroseg's evaluator. Each command runs as a child whose wall time and
+peak RSS (``/usr/bin/time``-free: the child reports ``ru_maxrss`` itself) are recorded.
+
+A KiTS-sized case (512×512 in-plane; painted on ``../shared/kits19/case_00006``'s 157 slices when
+present, else generated) is predicted by both tools for the per-case timing rows; nnU-Net's
+3d_fullres there is timed on a fixed number of its sliding-window tiles and extrapolated to its own
+tile count, and the table says so.
+The last line is ``speedup_vs_nnunet_3d=<x> speedup_vs_nnunet_2d=<x> dice_delta=<ours-theirs>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MASKS = REPO.parent / "shared" / "kits19"
+DATASET_ID, DATASET_NAME = 220, "KiTS19Synth"
+TRAINER = "nnUNetTrainer_benchSteps"
+NNUNET_PIN = "nnunetv2==2.8.1"
+TRAINER_SOURCE = '''
+import os
+import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainer_benchSteps(nnUNetTrainer):
+    """A fixed number of optimizer steps (BENCH_STEPS), one epoch; the bench scores test cases itself."""
+
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 1
+        self.num_iterations_per_epoch = int(os.environ.get("BENCH_STEPS", "20"))
+        self.num_val_iterations_per_epoch = 1
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        pass
+'''
+# Runs a command and prints its own peak RSS: resource.getrusage(RUSAGE_CHILDREN) after wait.
+MEASURE = (
+    "import resource,subprocess,sys,json,time;t=time.perf_counter();"
+    "r=subprocess.run(sys.argv[1:]).returncode;"
+    "print(json.dumps({'rc':r,'s':time.perf_counter()-t,"
+    "'rss_mb':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}),file=sys.stderr)"
+)
+TILE_TIMER = r"""
+import json, sys, time, numpy as np, torch
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+model_dir, shape, spacing = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+n_tiles = int(sys.argv[4])
+torch.set_num_threads(int(sys.argv[5]))
+p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"))
+p.initialize_from_trained_model_folder(model_dir, use_folds=(0,), checkpoint_name="checkpoint_final.pth")
+cm = p.configuration_manager
+patch = list(cm.patch_size)
+target = list(cm.spacing)
+new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
+steps = compute_steps_for_sliding_window(new_shape, patch, 0.5)
+tiles = int(np.prod([len(s) for s in steps]))
+net = p.network.eval()
+x = torch.randn(1, 1, *patch)
+with torch.no_grad():
+    net(x)
+    t = time.perf_counter()
+    for _ in range(n_tiles):
+        net(x)
+    per_tile = (time.perf_counter() - t) / n_tiles
+report = {"patch": patch, "spacing": target, "resampled_shape": new_shape, "tiles": tiles}
+print(json.dumps({**report, "per_tile_s": per_tile}))
+"""
+
+
+def run(cmd: list[str], env: dict | None = None, label: str = "") -> dict:
+    """Run ``cmd`` in a child that reports wall seconds and peak RSS; fail loudly on error."""
+    print(f"[peer] {label or cmd[0]} …", flush=True)
+    out = subprocess.run(
+        [sys.executable, "-c", MEASURE, *cmd], env=env, capture_output=True, text=True, check=False
+    )
+    stats = json.loads(out.stderr.strip().splitlines()[-1])
+    if stats["rc"] != 0:
+        sys.stderr.write(out.stdout[-3000:] + out.stderr[-3000:])
+        raise SystemExit(f"[peer] {label}: failed with exit code {stats['rc']}")
+    print(f"[peer] {label}: {stats['s']:.1f} s, peak {stats['rss_mb']:.0f} MB", flush=True)
+    return stats
+
+
+def ensure_venv(venv: Path, skip_install: bool = False) -> Path:
+    """nnU-Net's own venv; torch is pinned to this machine's 2.14.1 so pip never fetches another."""
+    python = venv / "bin" / "python"
+    if not skip_install and not (venv / ".installed").exists():
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        done = subprocess.run([*pip, "torch==2.14.1", NNUNET_PIN], check=False)
+        if done.returncode != 0:
+            raise SystemExit(
+                f"[peer] could not install {NNUNET_PIN} with torch==2.14.1 into {venv} (pip exit code "
+                f"{done.returncode}; see pip's message above: usually a dependency that cannot be "
+                "downloaded without network). Install it by hand and rerun with --skip-install."
+            )
+        (venv / ".installed").touch()
+    if not python.exists():
+        raise SystemExit(f"[peer] {python} not found: run once without --skip-install")
+    site = subprocess.run(
+        [str(python), "-c", "import nnunetv2,os;print(os.path.dirname(nnunetv2.__file__))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    variants = Path(site) / "training" / "nnUNetTrainer" / "variants"
+    (variants / f"{TRAINER}.py").write_text(TRAINER_SOURCE)
+    return venv / "bin"
+
+
+def build_cohort(out: Path, n_train: int, n_test: int, size: int, seed: int) -> tuple[Path, Path]:
+    from nephroseg.synth import SynthConfig, synthesize_cohort
+
+    config = SynthConfig(size=size, min_tumors=1, slice_thickness_mm=(2.5, 5.0))
+    train_dir, test_dir = out / "cohort" / "train", out / "cohort" / "test"
+    synthesize_cohort(train_dir, n_train, seed, config, progress=False)
+    synthesize_cohort(test_dir, n_test, seed + 1, config, start_index=n_train, progress=False)
+    return train_dir, test_dir
+
+
+def kits_sized_case(out: Path, seed: int) -> Path:
+    """One 512² case: painted on KiTS19 case_00006's masks when present, else generated."""
+    from nephroseg.synth import SynthConfig, synthesize_cohort
+
+    folder = out / "kits_sized"
+    masks = sorted(p.name for p in SHARED_MASKS.glob("case_*") if (p / "segmentation.nii.gz").is_file())
+    if "case_00006" in masks:
+        synthesize_cohort(
+            folder,
+            1,
+            seed,
+            SynthConfig(),
+            from_masks=SHARED_MASKS,
+            start_index=masks.index("case_00006"),
+            progress=False,
+        )
+    else:
+        config = SynthConfig(size=512, slice_thickness_mm=(3.0, 3.0), z_extent_mm=(450.0, 480.0))
+        synthesize_cohort(folder, 1, seed, config, start_index=6, progress=False)
+    return folder
+
+
+def flat_images(cohort: Path, target: Path) -> Path:
+    """``case_XXXXX_0000.nii.gz`` copies of a KiTS folder's images, as nnU-Net reads them."""
+    target.mkdir(parents=True, exist_ok=True)
+    for case in sorted(cohort.glob("case_*")):
+        shutil.copyfile(case / "imaging.nii.gz", target / f"{case.name}_0000.nii.gz")
+    return target
+
+
+def score(pred: Path, gt: Path) -> dict:
+    from nephroseg.metrics import evaluate_folders
+
+    return evaluate_folders(pred, gt).mean
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "peer_nnunet")
+    parser.add_argument("--venv", type=Path, default=REPO / "bench_out" / "nnunet_venv")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int, default=None, help="optimizer steps for both tools")
+    parser.add_argument("--cases", type=int, default=None, help="training cases")
+    parser.add_argument("--ours-recipe", default=None, help="default: nnunet3d when present, else resunet25d")
+    parser.add_argument("--device", default="cpu", help="device for both tools (nnU-Net: cpu/cuda)")
+    parser.add_argument("--skip-install", action="store_true", help="use --venv as it is")
+    parser.add_argument("--ours-profile", default="quick")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    steps = args.steps or (20 if args.quick else 250)
+    n_train = args.cases or (6 if args.quick else 20)
+    n_test = 2 if args.quick else 5
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    bin_dir = ensure_venv(args.venv, args.skip_install)
+    if args.ours_recipe is None:
+        from nephroseg.recipe import available_recipes
+
+        args.ours_recipe = "nnunet3d" if "nnunet3d" in available_recipes() else "resunet25d"
+    env = {
+        **os.environ,
+        "nnUNet_raw": str(out / "nnUNet_raw"),
+        "nnUNet_preprocessed": str(out / "nnUNet_preprocessed"),
+        "nnUNet_results": str(out / "nnUNet_results"),
+        "nnUNet_n_proc_DA": "1",
+        "nnUNet_compile": "f",
+        "OMP_NUM_THREADS": str(args.threads),
+        "BENCH_STEPS": str(steps),
+    }
+    train_dir, test_dir = build_cohort(out, n_train, n_test, 128 if args.quick else 256, args.seed)
+    big = kits_sized_case(out, args.seed)
+    ours = [str(Path(sys.executable).parent / "nephroseg")]
+
+    # Export and plan/preprocess (nnU-Net), prepare (ours); per training case.
+    subprocess.run(
+        [
+            *ours,
+            "export-nnunet",
+            "--data",
+            str(train_dir),
+            "--out",
+            env["nnUNet_raw"],
+            "--overwrite",
+            "--dataset-id",
+            str(DATASET_ID),
+            "--name",
+            DATASET_NAME,
+        ],
+        check=True,
+    )
+    plan = run(
+        [
+            str(bin_dir / "nnUNetv2_plan_and_preprocess"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "2d",
+            "3d_fullres",
+            "-np",
+            "1",
+            "--verify_dataset_integrity",
+        ],
+        env,
+        "nnU-Net plan+preprocess",
+    )
+
+    # Training at equal optimizer steps.
+    theirs = {}
+    for config in ("2d", "3d_fullres"):
+        theirs[config] = run(
+            [
+                str(bin_dir / "nnUNetv2_train"),
+                str(DATASET_ID),
+                config,
+                "0",
+                "-tr",
+                TRAINER,
+                "-device",
+                args.device,
+            ],
+            env,
+            f"nnU-Net train {config} ({steps} steps)",
+        )
+    run_dir = out / "ours_run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    overrides = [
+        f"train.iterations_per_epoch={steps}",
+        "train.epochs=1",
+        "train.split.kind=holdout",
+        "train.split.val_cases=1",
+    ]
+    ours_train = run(
+        [
+            *ours,
+            "train",
+            "--data",
+            str(train_dir),
+            "--out",
+            str(run_dir),
+            "--recipe",
+            args.ours_recipe,
+            "--profile",
+            args.ours_profile,
+            "--no-progress",
+            "--device",
+            args.device,
+            *[a for o in overrides for a in ("--set", o)],
+        ],
+        env,
+        f"ours train ({steps} steps)",
+    )
+
+    # Prediction of the held-out cases, without and with mirroring; scored by our evaluator.
+    images = flat_images(test_dir, out / "test_images")
+    results = []
+    for config in ("2d", "3d_fullres"):
+        for tta in (False, True):
+            target = out / f"pred_nnunet_{config}{'_tta' if tta else ''}"
+            shutil.rmtree(target, ignore_errors=True)
+            cmd = [
+                str(bin_dir / "nnUNetv2_predict"),
+                "-i",
+                str(images),
+                "-o",
+                str(target),
+                "-d",
+                str(DATASET_ID),
+                "-c",
+                config,
+                "-f",
+                "0",
+                "-tr",
+                TRAINER,
+                "-chk",
+                "checkpoint_final.pth",
+                "-device",
+                args.device,
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+            ]
+            stats = run(cmd + ([] if tta else ["--disable_tta"]), env, f"nnU-Net predict {config} tta={tta}")
+            results.append((f"nnU-Net {config}", tta, stats, score(target, test_dir)))
+    for tta in (False, True):
+        target = out / f"pred_ours{'_tta' if tta else ''}"
+        shutil.rmtree(target, ignore_errors=True)
+        cmd = [
+            *ours,
+            "predict",
+            "-i",
+            str(test_dir),
+            "-o",
+            str(target),
+            "-m",
+            str(run_dir),
+            "--no-progress",
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+        ] + (["--tta"] if tta else [])
+        stats = run(cmd, env, f"ours predict tta={tta}")
+        results.append((f"ours {args.ours_recipe}", tta, stats, score(target, test_dir)))
+
+    # The KiTS-sized case: ours end to end, nnU-Net 2d end to end, 3d_fullres by timed tiles.
+    big_images = flat_images(big, out / "big_images")
+    case_dir = next(big.glob("case_*"))
+    import nibabel as nib
+
+    header = nib.load(case_dir / "imaging.nii.gz").header
+    shape, spacing = [int(s) for s in header.get_data_shape()], [float(s) for s in header.get_zooms()]
+    ours_big = run(
+        [
+            *ours,
+            "predict",
+            "-i",
+            str(big),
+            "-o",
+            str(out / "big_ours"),
+            "-m",
+            str(run_dir),
+            "--overwrite",
+            "--no-progress",
+            "--device",
+            args.device,
+            "--threads",
+            str(args.threads),
+        ],
+        env,
+        "ours predict KiTS-sized",
+    )
+    shutil.rmtree(out / "big_nnunet_2d", ignore_errors=True)
+    theirs_2d_big = run(
+        [
+            str(bin_dir / "nnUNetv2_predict"),
+            "-i",
+            str(big_images),
+            "-o",
+            str(out / "big_nnunet_2d"),
+            "-d",
+            str(DATASET_ID),
+            "-c",
+            "2d",
+            "-f",
+            "0",
+            "-tr",
+            TRAINER,
+            "-chk",
+            "checkpoint_final.pth",
+            "-device",
+            args.device,
+            "-npp",
+            "1",
+            "-nps",
+            "1",
+            "--disable_tta",
+        ],
+        env,
+        "nnU-Net 2d KiTS-sized",
+    )
+    model_3d = (
+        Path(env["nnUNet_results"])
+        / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
+        / f"{TRAINER}__nnUNetPlans__3d_fullres"
+    )
+    # nnU-Net's arrays are (x, y, z) as nibabel reads them; the tile count is order-free in shape terms
+    # only once the axes match its plans: give it the volume's (z, y, x) as its reader does.
+    tiles = subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            TILE_TIMER,
+            str(model_3d),
+            json.dumps(shape[::-1]),
+            json.dumps(spacing[::-1]),
+            str(args.tiles),
+            str(args.threads),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tile = json.loads(tiles.stdout.strip().splitlines()[-1])
+    theirs_3d_big_s = tile["tiles"] * tile["per_tile_s"]
+
+    lines = [
+        "| tool | mirroring | predict s/case | peak RSS MB | composite | kidney+tumor | tumor |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, tta, stats, scores in results:
+        lines.append(
+            f"| {name} | {'yes' if tta else 'no'} | {stats['s'] / n_test:.1f} | {stats['rss_mb']:.0f} "
+            f"| {scores['composite_dice']:.3f} | {scores['kidney_tumor_dice']:.3f} "
+            f"| {scores['tumor_dice']:.3f} |"
+        )
+    lines += [
+        "",
+        "| KiTS-sized case "
+        + f"({shape[2]} slices of {shape[0]}×{shape[1]})"
+        + " | seconds | peak RSS MB | note |",
+        "|---|---:|---:|---|",
+        f"| ours, end to end | {ours_big['s']:.1f} | {ours_big['rss_mb']:.0f} | whole command |",
+        f"| nnU-Net 2d, end to end | {theirs_2d_big['s']:.1f} | {theirs_2d_big['rss_mb']:.0f} "
+        "| whole command, no mirroring |",
+        f"| nnU-Net 3d_fullres | {theirs_3d_big_s:.0f} | – | extrapolated: {tile['tiles']} tiles of "
+        f"{tile['patch']} × "
+        f"{tile['per_tile_s']:.2f} s (timed on {args.tiles}), no mirroring, preprocessing not included |",
+        "",
+        f"Training: {steps} optimizer steps each; nnU-Net 2d {theirs['2d']['s']:.0f} s, 3d_fullres "
+        f"{theirs['3d_fullres']['s']:.0f} s, ours {ours_train['s']:.0f} s (whole commands). nnU-Net plan + "
+        f"preprocess: {plan['s'] / n_train:.1f} s per training case.",
+    ]
+    ours_score = next(s for n, t, _, s in results if n.startswith("ours") and not t)["composite_dice"]
+    theirs_score = max(s["composite_dice"] for n, t, _, s in results if n.startswith("nnU-Net") and not t)
+    summary = (
+        f"speedup_vs_nnunet_3d={theirs_3d_big_s / ours_big['s']:.2f} "
+        f"speedup_vs_nnunet_2d={theirs_2d_big['s'] / ours_big['s']:.2f} "
+        f"dice_delta={ours_score - theirs_score:+.3f}"
+    )
+    text = "\n".join(lines) + "\n"
+    (out / "peer_nnunet.md").write_text(text + "\n" + summary + "\n")
+    (out / "peer_nnunet.json").write_text(
+        json.dumps(
+            {"results": [(n, t, s, sc) for n, t, s, sc in results], "tiles": tile, "summary": summary},
+            indent=1,
+            default=str,
+        )
+    )
+    print(text)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
