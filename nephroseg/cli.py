@@ -189,6 +189,9 @@ def predict(
     format_: Annotated[
         str, typer.Option("--format", help="Output format: nifti, nrrd, mha, or dicom-seg (DICOM input).")
     ] = "nifti",
+    precision: Annotated[
+        str, typer.Option(help="fp32, or bf16 autocast (2.5D models; fast on CPUs with native bfloat16).")
+    ] = "fp32",
     progress: ProgressOption = True,
 ) -> None:
     """Segment CT volumes (NIfTI, NRRD, MHA or a DICOM series folder); labels are written on each
@@ -208,6 +211,7 @@ def predict(
         threads=threads,
         coarse_models=coarse_model,
         output_format=format_,
+        precision=precision,
     )
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
 

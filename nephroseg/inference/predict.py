@@ -134,6 +134,7 @@ def predict(
     threads: int | None = None,
     coarse_models: list[str | Path] | None = None,
     output_format: str = "nifti",
+    precision: str = "fp32",
 ) -> list[Path]:
     """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
     with one model or the average of several; write uint8 label maps on each source's own grid.
@@ -142,6 +143,8 @@ def predict(
     kidneys at low resolution. ``threads`` caps the CPU threads torch uses."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
+    if precision not in ("fp32", "bf16"):
+        raise NephrosegInputError("--precision", f"unknown precision '{precision}' (fp32 or bf16)")
     allowed = parse_size(max_memory) if max_memory is not None else None
     jobs = plan_outputs(inputs, output, overwrite, output_format)
     torch_device = resolve_device(device)
@@ -149,7 +152,12 @@ def predict(
         torch.set_num_threads(threads)
     coarse = load_models(coarse_models, torch_device) if coarse_models else None
     segmenter = make_segmenter(
-        load_models(models, torch_device), torch_device, batch_size=batch_size, tta=tta, coarse_models=coarse
+        load_models(models, torch_device),
+        torch_device,
+        batch_size=batch_size,
+        tta=tta,
+        coarse_models=coarse,
+        bf16=precision == "bf16",
     )
     if allowed is not None and isinstance(segmenter, Segmenter):
         check_jobs_fit(jobs, segmenter, allowed)

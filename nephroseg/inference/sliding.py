@@ -249,6 +249,7 @@ def make_segmenter(
     batch_size: int = 8,
     tta: bool = False,
     coarse_models: list[SegmentationModel] | None = None,
+    bf16: bool = False,
 ):
     """The segmenter the models need: sliding windows for 3D models (``tta`` adds mirroring on top of
     the recipe's choice), slice stacks for 2D/2.5D ones; ``coarse_models`` (3D) localize the kidneys
@@ -261,7 +262,7 @@ def make_segmenter(
     if not kinds.pop():
         if coarse_models:
             raise NephrosegInputError("--coarse-model", "coarse-to-fine needs 3D models")
-        return Segmenter(models, device, batch_size=batch_size, tta=tta)
+        return Segmenter(models, device, batch_size=batch_size, tta=tta, bf16=bf16)
     coarse = VolumetricSegmenter(coarse_models, device) if coarse_models else None
     mirror = True if tta else None
     return VolumetricSegmenter(models, device, mirror_tta=mirror, coarse=coarse)
