@@ -43,7 +43,7 @@ class nnUNetTrainer_benchSteps(nnUNetTrainer):
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 1
+        self.num_epochs = int(os.environ.get("BENCH_EPOCHS", "1"))
         self.num_iterations_per_epoch = int(os.environ.get("BENCH_STEPS", "20"))
         self.num_val_iterations_per_epoch = 1
 
@@ -69,6 +69,8 @@ p.initialize_from_trained_model_folder(model_dir, use_folds=(0,), checkpoint_nam
 cm = p.configuration_manager
 patch = list(cm.patch_size)
 target = list(cm.spacing)
+order = p.plans_manager.transpose_forward  # plans hold patch and spacing in transposed axis order
+shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]
 new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
 steps = compute_steps_for_sliding_window(new_shape, patch, 0.5)
 tiles = int(np.prod([len(s) for s in steps]))

@@ -63,3 +63,9 @@ def test_export_refuses_an_existing_dataset_and_import_a_non_dataset(
         ["import-nnunet", "--dataset", str(kits_dir), "--out", str(tmp_path / "x")], capsys
     )
     assert code == 2 and "not an nnU-Net raw dataset" in err and not (tmp_path / "x").exists()
+    dataset = raw / "Dataset220_KiTS19Synth"
+    for member in (dataset / "imagesTr").iterdir():
+        member.unlink()
+    (dataset / "imagesTr").rmdir()
+    code, _, err = run_cli(["import-nnunet", "--dataset", str(dataset), "--out", str(tmp_path / "y")], capsys)
+    assert code == 2 and "no imagesTr folder" in err and not (tmp_path / "y").exists()

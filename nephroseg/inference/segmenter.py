@@ -68,7 +68,7 @@ class Segmenter:
         bf16: bool = False,
     ) -> None:
         """``bf16``: run the networks under bfloat16 autocast (weights stay float32); on CPUs with
-        native bfloat16 this measured 2.5× faster for resunet25d (docs/benchmarks.md)."""
+        native bfloat16 the network ran 2.4× faster for resunet25d (docs/benchmarks.md)."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         classes = {m.recipe.model.num_classes for m in models}
