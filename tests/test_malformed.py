@@ -21,8 +21,8 @@ import pytest
 import torch
 import yaml
 from conftest import blob_case, kits_affine, save_nifti
+from test_cli import run_cli
 
-from nephroseg.cli import main
 from nephroseg.recipe import RECIPES_DIR
 
 AFFINE = kits_affine((3.0, 1.5, 1.5))
@@ -31,16 +31,6 @@ TINY = ["--recipe", "resunet25d", "--profile", "tiny", "--device", "cpu", "--no-
 
 def evaluate_args(folder: Path) -> list[str]:
     return ["evaluate", "--pred", str(folder / "pred"), "--gt", str(folder / "gt")]
-
-
-def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_user_error(code: int, err: str, *fragments: str) -> str:

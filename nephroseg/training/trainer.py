@@ -313,23 +313,28 @@ def train(
         log.close()
 
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
-    summary = {
+    summary = run_summary(recipe, network, session, split, seed, torch_device)
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
+
+
+def run_summary(recipe: Recipe, network, session, split: Split, seed: int, device: torch.device) -> dict:
+    """What ``summary.json`` says of a finished run (2.5D and 3D trainers alike)."""
+    return {
         "recipe": recipe.name,
         "model": recipe.model.name,
         "parameters": parameter_count(network),
         "best_epoch": session.best_epoch,
         "best_val_composite_dice": session.best_score,
-        "epochs": spec.epochs,
+        "epochs": recipe.train.epochs,
         "steps": session.step,
         "seconds_per_iteration": session.train_seconds / max(1, session.step),
         "train_cases": split.train,
         "val_cases": split.val,
         "test_cases": split.test,
         "seed": seed,
-        "device": str(torch_device),
+        "device": str(device),
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
 
 
 def _write_run_files(run_dir: Path, recipe: Recipe, split: Split) -> None:

@@ -27,7 +27,7 @@ from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.inference.sliding import VolumetricSegmenter
 from nephroseg.io import KitsCase, atomic_write_text, find_cases
 from nephroseg.metrics import kits_scores
-from nephroseg.models import build_model, parameter_count
+from nephroseg.models import build_model
 from nephroseg.models.dynunet3d import plan_unet
 from nephroseg.preprocess.fingerprint import Fingerprint, combine_fingerprints
 from nephroseg.preprocess.volumetric import (
@@ -55,6 +55,7 @@ from nephroseg.training.trainer import (
     _write_run_files,
     build_optimizer,
     build_schedule,
+    run_summary,
 )
 
 GRADIENT_CLIP = 12.0  # nnU-Net
@@ -345,19 +346,7 @@ def _train(
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
     if ctx.is_main:
         summary = {
-            "recipe": recipe.name,
-            "model": recipe.model.name,
-            "parameters": parameter_count(network),
-            "best_epoch": session.best_epoch,
-            "best_val_composite_dice": session.best_score,
-            "epochs": spec.epochs,
-            "steps": session.step,
-            "seconds_per_iteration": session.train_seconds / max(1, session.step),
-            "train_cases": split.train,
-            "val_cases": split.val,
-            "test_cases": split.test,
-            "seed": seed,
-            "device": str(torch_device),
+            **run_summary(recipe, network, session, split, seed, torch_device),
             "world_size": ctx.world_size,
             "rank_weight_digests": digests,
             "target_spacing": list(vol.target_spacing or ()),
