@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> None:
     lines += [
         "",
         "| KiTS-sized case "
-        + f"({shape[2]} slices of {shape[0]}×{shape[1]})"
+        + f"({shape[0]} slices of {shape[1]}×{shape[2]}, KiTS axis order)"
         + " | seconds | peak RSS MB | note |",
         "|---|---:|---:|---|",
         f"| ours, end to end | {ours_big['s']:.1f} | {ours_big['rss_mb']:.0f} | whole command |",
