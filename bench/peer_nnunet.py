@@ -169,6 +169,15 @@ def flat_images(cohort: Path, target: Path) -> Path:
     return target
 
 
+def nnunet_predict_cmd(bin_dir: Path, images: Path, target: Path, config: str, device: str) -> list[str]:
+    """``nnUNetv2_predict`` with the bench's trainer, fold 0, final checkpoint, one worker each side."""
+    return [
+        str(bin_dir / "nnUNetv2_predict"),
+        *("-i", str(images), "-o", str(target), "-d", str(DATASET_ID), "-c", config, "-f", "0"),
+        *("-tr", TRAINER, "-chk", "checkpoint_final.pth", "-device", device, "-npp", "1", "-nps", "1"),
+    ]
+
+
 def score(pred: Path, gt: Path) -> dict:
     from nephroseg.metrics import evaluate_folders
 
@@ -300,29 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         for tta in (False, True):
             target = out / f"pred_nnunet_{config}{'_tta' if tta else ''}"
             shutil.rmtree(target, ignore_errors=True)
-            cmd = [
-                str(bin_dir / "nnUNetv2_predict"),
-                "-i",
-                str(images),
-                "-o",
-                str(target),
-                "-d",
-                str(DATASET_ID),
-                "-c",
-                config,
-                "-f",
-                "0",
-                "-tr",
-                TRAINER,
-                "-chk",
-                "checkpoint_final.pth",
-                "-device",
-                args.device,
-                "-npp",
-                "1",
-                "-nps",
-                "1",
-            ]
+            cmd = nnunet_predict_cmd(bin_dir, images, target, config, args.device)
             stats = run(cmd + ([] if tta else ["--disable_tta"]), env, f"nnU-Net predict {config} tta={tta}")
             results.append((f"nnU-Net {config}", tta, stats, score(target, test_dir)))
     for tta in (False, True):
@@ -375,30 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     shutil.rmtree(out / "big_nnunet_2d", ignore_errors=True)
     theirs_2d_big = run(
-        [
-            str(bin_dir / "nnUNetv2_predict"),
-            "-i",
-            str(big_images),
-            "-o",
-            str(out / "big_nnunet_2d"),
-            "-d",
-            str(DATASET_ID),
-            "-c",
-            "2d",
-            "-f",
-            "0",
-            "-tr",
-            TRAINER,
-            "-chk",
-            "checkpoint_final.pth",
-            "-device",
-            args.device,
-            "-npp",
-            "1",
-            "-nps",
-            "1",
-            "--disable_tta",
-        ],
+        [*nnunet_predict_cmd(bin_dir, big_images, out / "big_nnunet_2d", "2d", args.device), "--disable_tta"],
         env,
         "nnU-Net 2d KiTS-sized",
     )
