@@ -12,7 +12,15 @@ import pydicom
 import pytest
 from conftest import blob_case
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RLELossless, generate_uid
+from pydicom.uid import (
+    MPEG2MPML,
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
 from test_cli import run_cli
 
 from nephroseg.errors import NephrosegInputError
@@ -33,7 +41,7 @@ def write_series(
     tilt_mm: float = 0.0,
     slope: float = 1.0,
     intercept: float = -1024.0,
-    compress: bool = False,
+    compress: str | None = None,
     description: str = "abdomen",
 ) -> list[Path]:
     """Axial slices (LPS: rows run posterior, columns run left), stacked towards the head."""
@@ -69,7 +77,7 @@ def write_series(
         ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
         ds.PixelData = pixels.tobytes()
         if compress:
-            ds.compress(RLELossless)
+            ds.compress(compress)  # a transfer syntax UID; pydicom encodes with the installed plugin
         ds.save_as(path, enforce_file_format=True)
         paths.append(path)
     return paths
@@ -108,11 +116,37 @@ def test_series_reads_in_any_file_order_with_rescale_and_geometry(tmp_path: Path
     np.testing.assert_allclose(twin.affine, volume.affine, atol=1e-6)
 
 
-def test_rle_compressed_series_decodes(tmp_path: Path, ct) -> None:
+@pytest.mark.parametrize("syntax", [RLELossless, JPEGLSLossless, JPEG2000Lossless])
+def test_compressed_series_decodes_to_the_same_hounsfield_units(tmp_path: Path, ct, syntax) -> None:
+    """RLE (pydicom's own codec), JPEG-LS and JPEG 2000 (pylibjpeg plugins) decode losslessly."""
     image, _ = ct
-    write_series(tmp_path / "rle", image.astype(np.float32), compress=True)
-    volume = read_dicom_series(tmp_path / "rle")
+    paths = write_series(tmp_path / "c", image.astype(np.float32), compress=syntax)
+    assert pydicom.dcmread(paths[0]).file_meta.TransferSyntaxUID == syntax
+    volume = read_dicom_series(tmp_path / "c")
     np.testing.assert_allclose(volume.to_source_orientation(volume.array), image, atol=0.5)
+
+
+def test_a_transfer_syntax_without_a_decoder_is_refused_naming_it(tmp_path: Path, ct) -> None:
+    image, _ = ct
+    paths = write_series(tmp_path / "xl", image.astype(np.float32))
+    for path in paths:  # relabelled as MPEG-2 video, which no installed plugin decodes
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = MPEG2MPML
+        ds.PixelData = pydicom.encaps.encapsulate([b"\xff\x0a" + b"\0" * 32])
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(NephrosegInputError, match=r"cannot be decoded \(transfer syntax 1\.2\.840"):
+        read_dicom_series(tmp_path / "xl")
+
+
+def test_uneven_slice_spacing_is_refused_with_the_steps(tmp_path: Path, ct) -> None:
+    image, _ = ct
+    paths = write_series(tmp_path / "uneven", image.astype(np.float32))
+    for k, path in enumerate(paths[4:], start=4):  # from the fifth slice on, steps of 3.3 mm
+        ds = pydicom.dcmread(path)
+        ds.ImagePositionPatient = [-100.0, -80.0, 50.0 + SPACING[0] * 4 + 3.3 * (k - 4)]
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(NephrosegInputError, match=r"uneven slice spacing: steps from 3\.000 to 3\.300 mm"):
+        read_dicom_series(tmp_path / "uneven")
 
 
 @pytest.mark.parametrize(

@@ -84,6 +84,50 @@ def test_ensemble_averages_probabilities_by_hand() -> None:
     assert set(np.unique(labels)) == {2}
 
 
+def test_slab_by_slab_preparation_equals_the_whole_volume_at_once(monkeypatch) -> None:
+    """The segmenter prepares only the slices a batch needs (bounded memory for long volumes); the
+    probabilities equal those of the whole volume resampled, normalized and stacked at once."""
+    from nephroseg.inference import segmenter as segmenter_module
+    from nephroseg.models import build_model
+    from nephroseg.preprocess import (
+        inplane_shape,
+        neighbour_indices,
+        normalize_hu,
+        pad_to_multiple,
+        padding_value,
+        resize_slices,
+        unpad,
+    )
+
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=["preprocess.spacing_mm=2.0"])
+    torch.manual_seed(0)
+    network = build_model(recipe.model).eval()
+    model = SegmentationModel(network, recipe)
+    hu = np.random.default_rng(3).normal(40, 150, size=(11, 40, 48)).astype(np.float32)
+    spacing = (3.0, 1.5, 1.5)
+    prepared_sizes: list[int] = []
+    real_resize = segmenter_module.resize_slices
+
+    def spy(array, out_hw, **kwargs):
+        if np.ndim(array) == 3:  # a slab of intensities (probabilities are 4D)
+            prepared_sizes.append(len(array))
+        return real_resize(array, out_hw, **kwargs)
+
+    monkeypatch.setattr(segmenter_module, "resize_slices", spy)
+    batches = list(Segmenter([model], batch_size=3).probabilities(hu, spacing))
+    slab_wise = torch.cat([probs for _, probs in batches])
+
+    spec, k = recipe.preprocess, recipe.model.in_slices
+    whole = normalize_hu(resize_slices(hu, inplane_shape(hu.shape[1:], spacing[1:], 2.0)).numpy(), spec)
+    padded, pad = pad_to_multiple(torch.from_numpy(whole), model.divisor, padding_value(spec))
+    stacks = padded[torch.from_numpy(neighbour_indices(np.arange(len(hu)), len(hu), k))]
+    with torch.no_grad():
+        reference = resize_slices(unpad(torch.softmax(network(stacks), dim=1), pad), (40, 48))
+    torch.testing.assert_close(slab_wise, reference, rtol=1e-4, atol=1e-5)
+    assert [start for start, _ in batches] == [0, 3, 6, 9]
+    assert max(prepared_sizes) == 3 + k - 1  # a batch and its neighbours, never the volume
+
+
 def test_flip_tta_of_a_symmetric_model_changes_nothing() -> None:
     recipe = load_recipe("resunet25d", profile="tiny")
     model = SegmentationModel(ConstantLogits([0.0, 1.0, 0.5]), recipe)

@@ -99,31 +99,29 @@ def peak_bytes(
     ``activations_per_pixel``). With V = Z·H·W, a member's resampled in-plane size (h, w) and padded
     size (h', w'), and B = min(batch_size, Z), in bytes:
 
-    - reading: V·12 (the float32 intensities, their canonical copy, the stored data up to 4 bytes)
-    - views:   V·4 + V·1 (intensities, labels) + Σ Z·h'·w'·4 (each member's padded volume)
-               + max 2·Z·h·w·4 (the resampled and normalized arrays while a member is prepared)
-    - batches: V·4 + V·1 + Σ Z·h'·w'·4 + max B·(k + 2C + A)·h'·w'·4 (input stack, logits, softmax,
-               layer outputs) + 2·B·C·H·W·4 (the running sum and one member's probabilities on the
-               source grid)
+    - reading:    V·12 (the float32 intensities, their canonical copy, the stored data up to 4 bytes)
+    - segmenting: V·4 + V·1 (intensities, labels) + Σ B·k·h'·w'·4 (each member's current input)
+                  + max (B + k − 1)·(H·W + 2·h·w + h'·w')·4 (one slab read, resampled, normalized
+                  and padded) + max B·(k + 2C + A)·h'·w'·4 (input, logits, softmax, layer outputs)
+                  + 3·B·C·H·W·4 (running sum, one member's probabilities, their quotient)
 
-    The peak is the largest of the three.
+    The peak is the larger of the two: the volume is prepared a slab at a time, so no term but the
+    first two grows with Z.
     """
     z, h, w = shape
     voxels = z * h * w
     batch = min(batch_size, z)
-    kept = voxels * 5
-    padded, preparing, per_batch, classes = 0, 0, 0, 2
+    inputs, slab, per_batch, classes = 0, 0, 0, 2
     for spacing_mm, divisor, k, num_classes, activations in models:
         mh, mw = inplane_shape((h, w), spacing[1:], spacing_mm)
         ph, pw = -(-mh // divisor) * divisor, -(-mw // divisor) * divisor
-        padded += z * ph * pw * 4
-        preparing = max(preparing, 2 * z * mh * mw * 4)
+        inputs += batch * k * ph * pw * 4
+        slab = max(slab, (batch + k - 1) * (h * w + 2 * mh * mw + ph * pw) * 4)
         per_batch = max(per_batch, int(batch * (k + 2 * num_classes + activations) * ph * pw * 4))
         classes = max(classes, num_classes)
     reading = voxels * 12
-    views = kept + padded + preparing
-    batches = kept + padded + per_batch + 2 * batch * classes * h * w * 4
-    return int(max(reading, views, batches))
+    segmenting = voxels * 5 + inputs + slab + per_batch + 3 * batch * classes * h * w * 4
+    return int(max(reading, segmenting))
 
 
 def check_memory(source: str | Path, needed: int, allowed: int) -> None:

@@ -1,9 +1,10 @@
 """Slice-wise segmentation of a whole volume by one model or an ensemble.
 
 Each model sees the volume as it was trained: resampled in-plane to its spacing, normalized, padded
-to its size divisor, in 2.5D stacks of its number of slices. Softmax probabilities are brought back
-to the volume's own grid one batch of slices at a time and averaged over models (and flips), so
-memory stays bounded by a batch, never a (classes × volume) array.
+to its size divisor, in 2.5D stacks of its number of slices. The volume is prepared a slab of
+slices at a time and softmax probabilities are brought back to its own grid one batch of slices at
+a time, averaged over models (and flips): beyond the volume and its labels, memory follows a batch,
+never a (classes × volume) array nor a resampled copy of the volume.
 """
 
 from __future__ import annotations
@@ -108,23 +109,37 @@ class Segmenter:
 
 
 class _ModelView:
-    """The volume as one model sees it: resampled, normalized and padded, kept as a float tensor."""
+    """The volume as one model sees it, prepared a slab at a time: only the slices one batch of
+    centres needs are resampled, normalized and padded, so memory follows the batch, not the volume.
+    Every step works slice by slice, so slabs give exactly what the whole volume at once would."""
 
     def __init__(self, model: SegmentationModel, hu: np.ndarray, spacing, device: torch.device) -> None:
-        spec = model.recipe.preprocess
         self.model = model
         self.device = device
+        self.hu = hu
         self.k = model.recipe.model.in_slices
-        model_hw = inplane_shape(hu.shape[1:], spacing[1:], spec.spacing_mm)
-        resampled = resize_slices(np.asarray(hu, dtype=np.float32), model_hw)
+        self.model_hw = inplane_shape(hu.shape[1:], spacing[1:], model.recipe.preprocess.spacing_mm)
+        self._slab: tuple[int, np.ndarray, torch.Tensor] | None = None  # (first, centres, stacks)
+        self.pad = (0, 0, 0, 0)
+
+    def stacks(self, centres: np.ndarray) -> torch.Tensor:
+        """(B, k, h', w') model input for ``centres``; reused across the flips of one batch."""
+        if self._slab is not None and np.array_equal(self._slab[1], centres):
+            return self._slab[2]
+        spec = self.model.recipe.preprocess
+        indices = neighbour_indices(centres, len(self.hu), self.k)
+        first, last = int(indices.min()), int(indices.max()) + 1
+        resampled = resize_slices(np.asarray(self.hu[first:last], dtype=np.float32), self.model_hw)
         normalized = torch.from_numpy(normalize_hu(resampled.numpy(), spec))
-        self.volume, self.pad = pad_to_multiple(normalized, model.divisor, padding_value(spec))
+        slab, self.pad = pad_to_multiple(normalized, self.model.divisor, padding_value(spec))
+        stacks = slab[torch.from_numpy(indices - first)]
+        self._slab = (first, centres, stacks)
+        return stacks
 
     def probabilities(
         self, centres: np.ndarray, flip: tuple[int, ...], out_hw: tuple[int, int]
     ) -> torch.Tensor:
-        stacks = self.volume[torch.from_numpy(neighbour_indices(centres, len(self.volume), self.k))]
-        batch = stacks.to(self.device)
+        batch = self.stacks(centres).to(self.device)
         if flip:
             batch = batch.flip(flip)
         logits = self.model.network(batch)

@@ -177,13 +177,17 @@ def _run_epoch(
     network, losses = session.model.network, []
     network.train()
     total = session.model.recipe.train.epochs
+    bf16 = session.model.recipe.train.precision == "bf16"
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         session.optimizer.zero_grad(set_to_none=True)
         # A model with its own objective (Mask R-CNN's detection losses) supplies it; others are
         # scored by the recipe's segmentation loss on their logits.
         own_loss = getattr(network, "training_loss", None)
-        loss = own_loss(images, labels) if own_loss is not None else loss_fn(network(images), labels)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            outputs = own_loss(images, labels) if own_loss is not None else network(images)
+        # The segmentation loss (Lovász sorts and takes dot products) runs in float32.
+        loss = outputs.float() if own_loss is not None else loss_fn(outputs.float(), labels)
         if not torch.isfinite(loss):
             raise NephrosegInputError(
                 "train.lr",
