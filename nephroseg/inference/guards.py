@@ -14,6 +14,7 @@ from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.volume import CANONICAL_AXCODES
 from nephroseg.preprocess import inplane_shape
+from nephroseg.preprocess.resample import resampled_shape
 
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -57,10 +58,10 @@ def canonical_shape_and_spacing(
 
 
 @torch.no_grad()
-def activations_per_pixel(network: torch.nn.Module, in_slices: int, divisor: int) -> float:
-    """Floats the network's layers output per input pixel, from one forward pass on a small input:
-    the sum over leaf modules, an upper bound on what inference holds at once."""
-    side = 4 * divisor
+def activations_per_element(network: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    """Floats the network's layers output per input pixel (or voxel), from one forward pass on an
+    input of ``input_shape`` (batch, channels, spatial…): the sum over leaf modules, an upper bound
+    on what inference holds at once."""
     total = 0
 
     def count(_module, _inputs, output) -> None:
@@ -77,13 +78,28 @@ def activations_per_pixel(network: torch.nn.Module, in_slices: int, divisor: int
 
     leaves = [m for m in network.modules() if not any(m.children())]
     hooks = [m.register_forward_hook(count) for m in leaves]
+    was_training = network.training
     try:
         parameter = next(network.parameters())
-        network(torch.zeros((1, in_slices, side, side), dtype=parameter.dtype, device=parameter.device))
+        network.eval()
+        network(torch.zeros(input_shape, dtype=parameter.dtype, device=parameter.device))
     finally:
+        network.train(was_training)
         for hook in hooks:
             hook.remove()
-    return total / (side * side)
+    return total / float(np.prod(input_shape[2:]))
+
+
+def activations_per_pixel(network: torch.nn.Module, in_slices: int, divisor: int) -> float:
+    side = 4 * divisor
+    return activations_per_element(network, (1, in_slices, side, side))
+
+
+def activations_per_voxel(network: torch.nn.Module) -> float:
+    """For a 3D U-Net: one forward on twice the smallest input its strides accept."""
+    strides = getattr(getattr(network, "net", network), "strides", [[1, 1, 1]])
+    divisor = np.prod(np.asarray(strides, dtype=np.int64), axis=0)
+    return activations_per_element(network, (1, 1, *(int(max(8, 2 * d)) for d in divisor)))
 
 
 def peak_bytes(
@@ -122,6 +138,49 @@ def peak_bytes(
     reading = voxels * 12
     segmenting = voxels * 5 + inputs + slab + per_batch + 3 * batch * classes * h * w * 4
     return int(max(reading, segmenting))
+
+
+def volumetric_peak_bytes(
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    target_spacing: tuple[float, float, float],
+    patch: tuple[int, int, int],
+    *,
+    chunk_slices: int,
+    sw_batch_size: int,
+    num_classes: int,
+    activations: float,
+    members: int = 1,
+) -> int:
+    """Estimated peak memory of ``VolumetricSegmenter`` on one volume (bytes), taking the whole volume
+    as body (the crop only makes it smaller). With V the source voxels, R the voxels resampled to the
+    target spacing, D the depth a z chunk is fed with (chunk plus half a patch each side, at most the
+    volume), P a patch's voxels and K classes:
+
+    - reading:    V·12 (as for 2.5D models)
+    - resampling: V·5 + R·8 (the resampled image and the interpolation's float64-free temporary)
+    - windows:    V·5 + R·5 (resampled image, its labels) + D·(R/z')·(8 + 3·K·4 + 4) (the chunk and
+                  its normalized copy, MONAI's output and weight sums, the member total)
+                  + sw_batch·(1 + A + 2K)·P·4 per member (input, layer outputs, logits and mirror sum)
+    - back:       V·7 (labels resampled back to the source grid and pasted into the volume)
+    """
+    z, h, w = shape
+    voxels = z * h * w
+    rz, ry, rx = resampled_shape(shape, spacing, target_spacing)
+    resampled = rz * ry * rx
+    depth = min(rz, max(chunk_slices or 4 * patch[0], patch[0]) + 2 * (patch[0] // 2))
+    chunk = depth * ry * rx
+    patch_voxels = int(np.prod(patch))
+    reading = voxels * 12
+    resampling = voxels * 5 + resampled * 8
+    windows = (
+        voxels * 5
+        + resampled * 5
+        + chunk * (8 + 3 * num_classes * 4 + 4)
+        + members * sw_batch_size * int((1 + activations + 2 * num_classes) * patch_voxels * 4)
+    )
+    back = voxels * 7 + resampled
+    return int(max(reading, resampling, windows, back))
 
 
 def check_memory(source: str | Path, needed: int, allowed: int) -> None:

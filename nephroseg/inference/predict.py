@@ -11,15 +11,17 @@ import torch
 from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
 from nephroseg.inference.guards import (
     activations_per_pixel,
+    activations_per_voxel,
     canonical_shape_and_spacing,
     check_memory,
     check_writable,
     hounsfield_warning,
     parse_size,
     peak_bytes,
+    volumetric_peak_bytes,
 )
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
-from nephroseg.inference.sliding import make_segmenter
+from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
 from nephroseg.io.dicom_seg import write_dicom_seg
 from nephroseg.io.itk import is_itk
@@ -75,8 +77,21 @@ def plan_outputs(
     return jobs
 
 
-def check_jobs_fit(jobs: list[PredictionJob], segmenter: Segmenter, allowed: int) -> None:
+def check_jobs_fit(
+    jobs: list[PredictionJob], segmenter: Segmenter | VolumetricSegmenter, allowed: int
+) -> None:
     """Refuse, before any prediction, a volume whose estimated peak memory exceeds ``allowed`` bytes."""
+    estimate = (
+        _volumetric_estimator(segmenter)
+        if isinstance(segmenter, VolumetricSegmenter)
+        else _slice_estimator(segmenter)
+    )
+    for job in jobs:
+        shape, spacing = canonical_shape_and_spacing(*read_geometry(job.source))
+        check_memory(job.source, estimate(shape, spacing), allowed)
+
+
+def _slice_estimator(segmenter: Segmenter):
     members = [
         (
             m.recipe.preprocess.spacing_mm,
@@ -87,9 +102,31 @@ def check_jobs_fit(jobs: list[PredictionJob], segmenter: Segmenter, allowed: int
         )
         for m in segmenter.models
     ]
-    for job in jobs:
-        shape, spacing = canonical_shape_and_spacing(*read_geometry(job.source))
-        check_memory(job.source, peak_bytes(shape, spacing, members, segmenter.batch_size), allowed)
+    return lambda shape, spacing: peak_bytes(shape, spacing, members, segmenter.batch_size)
+
+
+def _volumetric_estimator(segmenter: VolumetricSegmenter):
+    """The fine segmenter's estimate, or the coarse one's where it is larger (they run in turn)."""
+    stages = [s for s in (segmenter, segmenter.coarse) if s is not None]
+    activations = [max(activations_per_voxel(m.network) for m in s.models) for s in stages]
+
+    def estimate(shape, spacing) -> int:
+        return max(
+            volumetric_peak_bytes(
+                shape,
+                spacing,
+                stage.target_spacing,
+                stage.patch,
+                chunk_slices=stage.chunk_slices,
+                sw_batch_size=stage.batch_size,
+                num_classes=stage.num_classes,
+                activations=a * (2 if stage.mirror_tta else 1),
+                members=len(stage.models),
+            )
+            for stage, a in zip(stages, activations, strict=True)
+        )
+
+    return estimate
 
 
 def load_models(models: list[str | Path], device: torch.device) -> list[SegmentationModel]:
@@ -159,6 +196,6 @@ def predict(
         coarse_models=coarse,
         bf16=precision == "bf16",
     )
-    if allowed is not None and isinstance(segmenter, Segmenter):
+    if allowed is not None:
         check_jobs_fit(jobs, segmenter, allowed)
     return run_jobs(jobs, segmenter, progress)
