@@ -1,8 +1,10 @@
-"""float32 against bfloat16 autocast for the demo-width 2.5D network on this CPU, as ratios in one run.
+"""CPU speed-ups for the demo-width 2.5D network, as ratios in one run: float32 against bfloat16
+autocast (training step and inference), and torch against onnxruntime (inference, the network
+exported by ``nephroseg.inference.onnx_backend.export_onnx``).
 
     OMP_NUM_THREADS=1 python bench/cpu_speedups.py
 
-Alternates the two precisions (so that load from other jobs hits both alike) and prints seconds per
+Alternates the variants (so that load from other jobs hits all alike) and prints seconds per
 training step and per inference forward pass.
 """
 
@@ -31,8 +33,14 @@ def main(repeats: int = 4, steps: int = 4) -> None:
         optimizer.step()
 
     timings: dict[str, list[float]] = {"train fp32": [], "train bf16": [], "infer fp32": [], "infer bf16": []}
+    timings["infer onnxruntime"] = []
     batch = torch.randn(16, 3, 192, 192)
+    onnx_network = _exported(model)
     for _ in range(repeats):
+        onnx_network(batch)
+        started = time.perf_counter()
+        onnx_network(batch)
+        timings["infer onnxruntime"].append(time.perf_counter() - started)
         for bf16 in (False, True):
             name = "bf16" if bf16 else "fp32"
             model.train()
@@ -52,6 +60,22 @@ def main(repeats: int = 4, steps: int = 4) -> None:
     for kind in ("train", "infer"):
         ratio = min(timings[f"{kind} fp32"]) / min(timings[f"{kind} bf16"])
         print(f"{kind}_speedup_bf16={ratio:.2f}")
+    print(f"infer_speedup_onnxruntime={min(timings['infer fp32']) / min(timings['infer onnxruntime']):.2f}")
+
+
+def _exported(model: torch.nn.Module):
+    """The network as ``nephroseg export-onnx`` writes it, run by the onnxruntime backend."""
+    import tempfile
+    from pathlib import Path
+
+    from nephroseg.inference.onnx_backend import OnnxNetwork, export_onnx
+    from nephroseg.inference.segmenter import SegmentationModel
+    from nephroseg.recipe import load_recipe
+
+    folder = Path(tempfile.mkdtemp())
+    recipe = load_recipe("resunet25d", profile="demo")
+    path = export_onnx(SegmentationModel(model.eval(), recipe), folder / "demo.onnx")
+    return OnnxNetwork(path, threads=torch.get_num_threads())
 
 
 if __name__ == "__main__":

@@ -170,7 +170,8 @@ def predict(
         Path, typer.Option("--output", "-o", help="Output folder, or a .nii.gz file for one input.")
     ],
     model: Annotated[
-        list[Path], typer.Option("--model", "-m", help="Run folder or checkpoint; repeat to ensemble.")
+        list[Path],
+        typer.Option("--model", "-m", help="Run folder, checkpoint or .onnx file; repeat to ensemble."),
     ],
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
@@ -214,6 +215,20 @@ def predict(
         precision=precision,
     )
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
+
+
+@app.command("export-onnx")
+def export_onnx(
+    model: Annotated[
+        Path, typer.Option("--model", "-m", help="Run folder (its best checkpoint) or checkpoint.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .onnx file to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing file.")] = False,
+) -> None:
+    """Export a trained model to ONNX (recipe inside); `predict -m FILE.onnx` runs it in onnxruntime."""
+    from nephroseg.inference.onnx_backend import export_run
+
+    typer.echo(f"wrote {export_run(model, out, overwrite=overwrite)}")
 
 
 @app.command("export-nnunet")

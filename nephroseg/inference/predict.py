@@ -20,6 +20,7 @@ from nephroseg.inference.guards import (
     peak_bytes,
     volumetric_peak_bytes,
 )
+from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
@@ -98,7 +99,9 @@ def _slice_estimator(segmenter: Segmenter):
             m.divisor,
             m.recipe.model.in_slices,
             m.recipe.model.num_classes,
-            activations_per_pixel(m.network, m.recipe.model.in_slices, m.divisor),
+            _activations(
+                m.network, lambda m=m: activations_per_pixel(m.network, m.recipe.model.in_slices, m.divisor)
+            ),
         )
         for m in segmenter.models
     ]
@@ -108,7 +111,10 @@ def _slice_estimator(segmenter: Segmenter):
 def _volumetric_estimator(segmenter: VolumetricSegmenter):
     """The fine segmenter's estimate, or the coarse one's where it is larger (they run in turn)."""
     stages = [s for s in (segmenter, segmenter.coarse) if s is not None]
-    activations = [max(activations_per_voxel(m.network) for m in s.models) for s in stages]
+    activations = [
+        max(_activations(m.network, lambda m=m: activations_per_voxel(m.network)) for m in s.models)
+        for s in stages
+    ]
 
     def estimate(shape, spacing) -> int:
         return max(
@@ -130,10 +136,25 @@ def _volumetric_estimator(segmenter: VolumetricSegmenter):
 
 
 def load_models(models: list[str | Path], device: torch.device) -> list[SegmentationModel]:
-    """Every checkpoint the arguments name: a file, a run folder (its best), or a cross-validation
-    folder (the best of each fold), so ``--model CV`` ensembles the folds."""
-    paths = [path for model in models for path in resolve_checkpoints(model)]
-    return [SegmentationModel.from_checkpoint(load_checkpoint(path, device), device) for path in paths]
+    """Every model the arguments name: a checkpoint file, a run folder (its best), a cross-validation
+    folder (the best of each fold, so ``--model CV`` ensembles the folds), or an exported ``.onnx``
+    file (run by onnxruntime)."""
+    loaded = []
+    for model in models:
+        if is_onnx(model):
+            loaded.append(load_onnx_model(model, device))
+            continue
+        for path in resolve_checkpoints(model):
+            loaded.append(SegmentationModel.from_checkpoint(load_checkpoint(path, device), device))
+    return loaded
+
+
+def _activations(network: torch.nn.Module, count) -> float:
+    """Layer outputs per input pixel: stored in an exported ONNX model, else counted by ``count()``."""
+    stored = getattr(network, "activations", None)
+    if stored is not None:
+        return float(stored)
+    return count() if any(True for _ in network.parameters()) else 0.0
 
 
 def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = True) -> list[Path]:
