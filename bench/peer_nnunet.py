@@ -85,6 +85,37 @@ with torch.no_grad():
 report = {"patch": patch, "spacing": target, "resampled_shape": new_shape, "tiles": tiles}
 print(json.dumps({**report, "per_tile_s": per_tile}))
 """
+# The same timing for an untrained network built from a plan alone (no training needed: a tile's
+# cost does not depend on the weights), as nnUNetPredictor builds it from a trained model folder.
+PLAN_TILE_TIMER = r"""
+import json, sys, time, numpy as np, torch
+from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+plans_file, dataset_json = sys.argv[1], json.load(open(sys.argv[2]))
+shape, spacing = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+n_tiles = int(sys.argv[5])
+torch.set_num_threads(int(sys.argv[6]))
+pm = PlansManager(plans_file)
+cm = pm.get_configuration("3d_fullres")
+net = nnUNetTrainer.build_network_architecture(
+    cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
+    1, pm.get_label_manager(dataset_json).num_segmentation_heads, enable_deep_supervision=False,
+).eval()
+patch, target, order = list(cm.patch_size), list(cm.spacing), pm.transpose_forward
+shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]
+new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
+tiles = int(np.prod([len(s) for s in compute_steps_for_sliding_window(new_shape, patch, 0.5)]))
+x = torch.randn(1, 1, *patch)
+with torch.no_grad():
+    net(x)
+    t = time.perf_counter()
+    for _ in range(n_tiles):
+        net(x)
+    per_tile = (time.perf_counter() - t) / n_tiles
+print(json.dumps({"patch": patch, "spacing": target, "resampled_shape": new_shape, "tiles": tiles,
+                  "per_tile_s": per_tile}))
+"""
 
 
 def run(cmd: list[str], env: dict | None = None, label: str = "") -> dict:
@@ -161,6 +192,44 @@ def kits_sized_case(out: Path, seed: int) -> Path:
     return folder
 
 
+def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, args) -> dict | None:
+    """nnU-Net's 3d_fullres plan for the KiTS-sized case itself (fingerprint + plan, no training),
+    and the time of its tiles on an untrained network of that plan; None if nnU-Net refuses."""
+    dataset_id, name = DATASET_ID + 1, "KiTSSized"
+    raw = env["nnUNet_raw"]
+    export = [*ours, "export-nnunet", "--data", str(big), "--out", raw, "--overwrite"]
+    subprocess.run([*export, "--dataset-id", str(dataset_id), "--name", name], check=True)
+    for tool in ("nnUNetv2_extract_fingerprint", "nnUNetv2_plan_experiment"):
+        extra = ["-np", "1"] if tool == "nnUNetv2_extract_fingerprint" else []
+        done = subprocess.run([str(bin_dir / tool), "-d", str(dataset_id), *extra], env=env, check=False)
+        if done.returncode != 0:
+            print(f"[peer] {tool} failed on the KiTS-sized case; its plan is not timed", flush=True)
+            return None
+    folder = f"Dataset{dataset_id:03d}_{name}"
+    plans = Path(env["nnUNet_preprocessed"]) / folder / "nnUNetPlans.json"
+    timed = subprocess.run(
+        [
+            str(bin_dir / "python"),
+            "-c",
+            PLAN_TILE_TIMER,
+            str(plans),
+            str(Path(raw) / folder / "dataset.json"),
+            json.dumps(shape[::-1]),
+            json.dumps(spacing[::-1]),
+            str(args.tiles),
+            str(args.threads),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if timed.returncode != 0:
+        print(f"[peer] timing the KiTS-sized plan failed:\n{timed.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(timed.stdout.strip().splitlines()[-1])
+
+
 def flat_images(cohort: Path, target: Path) -> Path:
     """``case_XXXXX_0000.nii.gz`` copies of a KiTS folder's images, as nnU-Net reads them."""
     target.mkdir(parents=True, exist_ok=True)
@@ -198,8 +267,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--steps-3d", type=int, default=None, help="nnU-Net 3d_fullres steps (default: --steps; 5 in --quick)"
+    )
     args = parser.parse_args(argv)
     steps = args.steps or (20 if args.quick else 250)
+    steps_3d = args.steps_3d or (5 if args.quick else steps)
     n_train = args.cases or (6 if args.quick else 20)
     n_test = 2 if args.quick else 5
     out = args.out
@@ -258,7 +331,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # Training at equal optimizer steps.
     theirs = {}
-    for config in ("2d", "3d_fullres"):
+    for config, config_steps in (("2d", steps), ("3d_fullres", steps_3d)):
         theirs[config] = run(
             [
                 str(bin_dir / "nnUNetv2_train"),
@@ -270,8 +343,8 @@ def main(argv: list[str] | None = None) -> None:
                 "-device",
                 args.device,
             ],
-            env,
-            f"nnU-Net train {config} ({steps} steps)",
+            {**env, "BENCH_STEPS": str(config_steps)},
+            f"nnU-Net train {config} ({config_steps} steps)",
         )
     run_dir = out / "ours_run"
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -307,6 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for config in ("2d", "3d_fullres"):
         for tta in (False, True):
+            if args.quick and config == "3d_fullres" and tta:
+                continue  # 8 mirrorings of 3d_fullres alone take longer than --quick's budget
             target = out / f"pred_nnunet_{config}{'_tta' if tta else ''}"
             shutil.rmtree(target, ignore_errors=True)
             cmd = nnunet_predict_cmd(bin_dir, images, target, config, args.device)
@@ -390,7 +465,9 @@ def main(argv: list[str] | None = None) -> None:
         check=True,
     )
     tile = json.loads(tiles.stdout.strip().splitlines()[-1])
-    theirs_3d_big_s = tile["tiles"] * tile["per_tile_s"]
+    kits_tile = kits_plan_tiles(ours, bin_dir, big, env, shape, spacing, args)
+    theirs_3d_big_s = (kits_tile or tile)["tiles"] * (kits_tile or tile)["per_tile_s"]
+    prepare_ours = json.loads((run_dir / "summary.json").read_text())["prepare_seconds_per_case"]
 
     lines = [
         "| tool | mirroring | predict s/case | peak RSS MB | composite | kidney+tumor | tumor |",
@@ -413,11 +490,23 @@ def main(argv: list[str] | None = None) -> None:
         "| whole command, no mirroring |",
         f"| nnU-Net 3d_fullres | {theirs_3d_big_s:.0f} | – | extrapolated: {tile['tiles']} tiles of "
         f"{tile['patch']} × "
-        f"{tile['per_tile_s']:.2f} s (timed on {args.tiles}), no mirroring, preprocessing not included |",
+        f"{tile['per_tile_s']:.2f} s (timed on {args.tiles}), plan of the training cohort "
+        f"(spacing {tile['spacing']}), no mirroring, preprocessing not included |",
+    ]
+    if kits_tile:
+        n, per, patch = kits_tile["tiles"], kits_tile["per_tile_s"], kits_tile["patch"]
+        lines.append(
+            f"| nnU-Net 3d_fullres, planned on this case | {n * per:.0f} | – | extrapolated: {n} tiles "
+            f"of {patch} × {per:.2f} s (untrained network of nnU-Net's own plan for this case, "
+            f"spacing {kits_tile['spacing']}), no mirroring |"
+        )
+    lines += [
         "",
         f"Training: {steps} optimizer steps each; nnU-Net 2d {theirs['2d']['s']:.0f} s, 3d_fullres "
-        f"{theirs['3d_fullres']['s']:.0f} s, ours {ours_train['s']:.0f} s (whole commands). nnU-Net plan + "
-        f"preprocess: {plan['s'] / n_train:.1f} s per training case.",
+        f"{theirs['3d_fullres']['s']:.0f} s ({steps_3d} steps), ours {ours_train['s']:.0f} s "
+        "(whole commands). Preprocessing per training case: nnU-Net plan + preprocess (2d and "
+        f"3d_fullres) {plan['s'] / n_train:.1f} s, ours (read, fingerprint, resample, cache; in "
+        f"`train`) {prepare_ours:.1f} s.",
     ]
     ours_score = next(s for n, t, _, s in results if n.startswith("ours") and not t)["composite_dice"]
     theirs_score = max(s["composite_dice"] for n, t, _, s in results if n.startswith("nnU-Net") and not t)

@@ -171,12 +171,28 @@ def main(argv: list[str] | None = None) -> None:
     budget = args.budget_s or (60.0 if args.quick else 600.0)
     args.out.mkdir(parents=True, exist_ok=True)
     train_dir, test_dir, cohort = build_cohort(args.out, args.quick, masks, args.seed)
-    rows = []
+    rows, failed = [], []
+    finished = args.out / "rows"  # one file per finished model: a rerun resumes after the last
+    finished.mkdir(exist_ok=True)
     for name in args.recipes:
+        done = finished / f"{name}.json"
+        if done.exists():
+            rows.append(ZooRow(**json.loads(done.read_text())))
+            print(f"[zoo] {name}: finished earlier, composite {rows[-1].composite_dice:.3f}", flush=True)
+            continue
         print(f"[zoo] {name}: training for about {budget:.0f} s", flush=True)
-        rows.append(run_in_child(name, args.profile, str(train_dir), str(test_dir), str(args.out), budget))
-        print(f"[zoo] {name}: composite {rows[-1].composite_dice:.3f}", flush=True)
+        try:
+            row = run_in_child(name, args.profile, str(train_dir), str(test_dir), str(args.out), budget)
+        except RuntimeError as err:  # one model failing (e.g. out of memory) leaves the others' rows
+            print(f"[zoo] {err}", flush=True)
+            failed.append(name)
+            continue
+        done.write_text(json.dumps(asdict(row)))
+        rows.append(row)
+        print(f"[zoo] {name}: composite {row.composite_dice:.3f}", flush=True)
     text = f"Cohort: {cohort}. Training budget: {budget:.0f} s per model.\n\n{table(rows)}"
+    if failed:
+        text += f"\nFailed (see the log above): {', '.join(failed)}\n"
     (args.out / "zoo.md").write_text(text)
     (args.out / "zoo.json").write_text(json.dumps([asdict(r) for r in rows], indent=1))
     print(text)

@@ -42,6 +42,8 @@ def test_train_writes_a_complete_run(trained_run) -> None:
         assert (run / name).is_file(), name
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["model"] == "resunet25d"
+    assert summary["prepare_seconds"] > 0  # three cases read, resampled and cached
+    assert summary["prepare_seconds_per_case"] == pytest.approx(summary["prepare_seconds"] / 3, abs=1e-3)
     split = json.loads((run / "split.json").read_text())
     assert len(split["val"]) == 1 and not set(split["train"]) & set(split["val"])
     assert list((run / "tensorboard").iterdir())

@@ -246,6 +246,7 @@ def train(
     spec = recipe.train
     fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
+    prepare_started = time.perf_counter()
     try:
         split, train_cases, val_cases = _prepare_data(
             data_dir, recipe, run_dir, seed, resume, cache, progress
@@ -254,6 +255,7 @@ def train(
         if fresh:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    prepare_seconds = time.perf_counter() - prepare_started
     recipe = _with_intensity_statistics(recipe, train_cases)
     _write_run_files(run_dir, recipe, split)
 
@@ -317,13 +319,23 @@ def train(
         log.close()
 
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
-    summary = run_summary(recipe, network, session, split, seed, torch_device)
+    summary = run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds)
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
 
 
-def run_summary(recipe: Recipe, network, session, split: Split, seed: int, device: torch.device) -> dict:
-    """What ``summary.json`` says of a finished run (2.5D and 3D trainers alike)."""
+def run_summary(
+    recipe: Recipe,
+    network,
+    session,
+    split: Split,
+    seed: int,
+    device: torch.device,
+    prepare_seconds: float = 0.0,
+) -> dict:
+    """What ``summary.json`` says of a finished run (2.5D and 3D trainers alike). ``prepare_seconds``:
+    reading, resampling and caching the cases in this session (near zero when the cache was reused)."""
+    cases = len(split.train) + len(split.val)
     return {
         "recipe": recipe.name,
         "model": recipe.model.name,
@@ -338,6 +350,8 @@ def run_summary(recipe: Recipe, network, session, split: Split, seed: int, devic
         "test_cases": split.test,
         "seed": seed,
         "device": str(device),
+        "prepare_seconds": round(prepare_seconds, 3),
+        "prepare_seconds_per_case": round(prepare_seconds / max(1, cases), 3),
     }
 
 

@@ -245,6 +245,7 @@ def _train(
         cases = find_cases(data_dir, require_labels=True)
         split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
+        prepare_started = time.perf_counter()
         if ctx.is_main:  # rank 0 fills the cache; the others then read it
             recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
                 [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, progress
@@ -258,6 +259,7 @@ def _train(
         if fresh and ctx.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    prepare_seconds = time.perf_counter() - prepare_started
     recipe = recipe_planned
     spec, vol = recipe.train, recipe.volumetric
     assert vol is not None
@@ -346,7 +348,7 @@ def _train(
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
     if ctx.is_main:
         summary = {
-            **run_summary(recipe, network, session, split, seed, torch_device),
+            **run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds),
             "world_size": ctx.world_size,
             "rank_weight_digests": digests,
             "target_spacing": list(vol.target_spacing or ()),
