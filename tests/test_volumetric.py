@@ -385,3 +385,14 @@ def test_dynunet3d_plan_deep_supervision_forward_backward() -> None:
     model.eval()
     with torch.no_grad():
         assert model(x).shape == (2, 3, 16, 16, 16)
+
+
+def test_3d_training_that_diverges_stops_with_a_clear_message(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    synth = ["synth", "--out", str(data), "--cases", "2", "--size", "40", "--thickness", "3", "5"]
+    assert _run([*synth, "--no-progress"]) == 0
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--recipe", "nnunet3d"]
+    overrides = ["train.lr=1e38", "train.iterations_per_epoch=4", "volumetric.augment=false"]
+    capsys.readouterr()
+    code = _run([*args, "--profile", "tiny", "--no-progress", *[a for o in overrides for a in ("--set", o)]])
+    assert code == 2 and "training diverged" in capsys.readouterr().err

@@ -171,12 +171,29 @@ def _prepare_data(
     return split, train_cases, val_cases
 
 
+def check_finite(loss: torch.Tensor, session: _Session) -> None:
+    """Stop with a clear message instead of training on (and saving) NaN weights."""
+    if not torch.isfinite(loss):
+        raise NephrosegInputError(
+            "train.lr",
+            f"training diverged (loss {float(loss.detach())} at step {session.step + 1}): lower the rate",
+        )
+
+
+def finish_step(session: _Session, loss: torch.Tensor, losses: list[float], bar: Progress, task) -> None:
+    """Bookkeeping after an optimizer step, shared by the 2.5D and 3D loops."""
+    session.schedule.step()
+    session.step += 1
+    losses.append(float(loss.detach()))
+    total = session.model.recipe.train.epochs
+    bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
+
+
 def _run_epoch(
     session: _Session, loader: DataLoader, loss_fn, device: torch.device, bar: Progress, task
 ) -> float:
     network, losses = session.model.network, []
     network.train()
-    total = session.model.recipe.train.epochs
     bf16 = session.model.recipe.train.precision == "bf16"
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
@@ -188,17 +205,10 @@ def _run_epoch(
             outputs = own_loss(images, labels) if own_loss is not None else network(images)
         # The segmentation loss (Lovász sorts and takes dot products) runs in float32.
         loss = outputs.float() if own_loss is not None else loss_fn(outputs.float(), labels)
-        if not torch.isfinite(loss):
-            raise NephrosegInputError(
-                "train.lr",
-                f"training diverged (loss {float(loss.detach())} at step {session.step + 1}): lower the rate",
-            )
+        check_finite(loss, session)
         loss.backward()
         session.optimizer.step()
-        session.schedule.step()
-        session.step += 1
-        losses.append(float(loss.detach()))
-        bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
+        finish_step(session, loss, losses, bar, task)
     return float(np.mean(losses))
 
 

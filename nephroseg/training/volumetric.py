@@ -55,6 +55,8 @@ from nephroseg.training.trainer import (
     _write_run_files,
     build_optimizer,
     build_schedule,
+    check_finite,
+    finish_step,
     run_summary,
 )
 
@@ -177,24 +179,21 @@ def _run_epoch(
     bar,
     task,
 ) -> float:
-    losses = []
+    losses: list[float] = []
     use_amp = device.type == "cuda"
     forward.train()
-    total = session.model.recipe.train.epochs
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         session.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, enabled=use_amp):
             loss = loss_fn(forward(images), labels)
+        check_finite(loss, session)
         scaler.scale(loss).backward()
         scaler.unscale_(session.optimizer)
         torch.nn.utils.clip_grad_norm_(forward.parameters(), GRADIENT_CLIP)
         scaler.step(session.optimizer)
         scaler.update()
-        session.schedule.step()
-        session.step += 1
-        losses.append(float(loss.detach()))
-        bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
+        finish_step(session, loss, losses, bar, task)
     return float(np.mean(losses)) if losses else float("nan")
 
 
