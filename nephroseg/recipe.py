@@ -72,6 +72,9 @@ class AugmentSpec(_Strict):
         None, description="random-resized-crop area range, e.g. [0.92, 0.99]"
     )
     crop_ratio: tuple[float, float] | None = Field(None, description="random-resized-crop aspect range")
+    intensity: bool = Field(
+        False, description="nnU-Net's intensity augmentation: noise, blur, brightness, contrast, gamma"
+    )
 
 
 class SplitSpec(_Strict):

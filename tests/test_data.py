@@ -93,3 +93,21 @@ def test_crops_larger_than_the_slice_are_padded_with_air() -> None:
     image, label = dataset[SampleKey(0, 4, TUMOR, 1)]
     assert image.shape == (1, 64, 64)
     assert float(image.min()) == -1.0 and int((label == 2).sum()) == 9
+
+
+def test_intensity_augmentation_changes_the_image_only_at_nnunet_rates() -> None:
+    from nephroseg.data.slices import SampleKey
+
+    cases = [_case(0)]
+    plain = SliceDataset(cases, PreprocessSpec(size=16), AugmentSpec(), in_slices=3)
+    varied = SliceDataset(cases, PreprocessSpec(size=16), AugmentSpec(intensity=True), in_slices=3)
+    changed = 0
+    for seed in range(300):
+        key = SampleKey(case=0, slice=4, focus=TUMOR, seed=seed)
+        (image, label), (image_aug, label_aug) = plain[key], varied[key]
+        assert torch.equal(label, label_aug) and image_aug.dtype == torch.float32
+        changed += not torch.equal(image, image_aug)
+        if seed == 0:
+            assert torch.equal(varied[key][0], image_aug)  # the same key, the same draw
+    # Noise 0.1, blur 0.2, brightness 0.15, contrast 0.15, gamma 0.3: P(any) = 1 - 0.9·0.8·0.85²·0.7
+    assert abs(changed / 300 - (1 - 0.9 * 0.8 * 0.85**2 * 0.7)) < 0.08

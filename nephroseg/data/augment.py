@@ -1,9 +1,18 @@
 """Augmentations as one torchvision v2 pipeline applied to image and label together (seed 004's
-rotation, flip, pad and random-resized crop; seed 003's flips)."""
+rotation, flip, pad and random-resized crop; seed 003's flips), then, on request, nnU-Net's
+intensity augmentation on the image alone (MONAI array transforms, as the 3D patches use)."""
 
 from __future__ import annotations
 
 import torch
+from monai.transforms import (
+    Compose,
+    RandAdjustContrast,
+    RandGaussianNoise,
+    RandGaussianSmooth,
+    RandScaleIntensity,
+    RandScaleIntensityFixedMean,
+)
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -34,6 +43,31 @@ def build_augmentation(spec: AugmentSpec, size: int, fill: float) -> v2.Compose 
             )
         )
     return v2.Compose(steps) if steps else None
+
+
+def build_intensity_augmentation(spec: AugmentSpec) -> Compose | None:
+    """Gaussian noise and blur, brightness, contrast and gamma with nnU-Net's probabilities, on a
+    normalized (k, H, W) stack whose slices are channels; None when the recipe asks for none."""
+    if not spec.intensity:
+        return None
+    return Compose(
+        [
+            RandGaussianNoise(prob=0.1, std=0.1),
+            RandGaussianSmooth(sigma_x=(0.5, 1.0), sigma_y=(0.5, 1.0), prob=0.2),
+            RandScaleIntensity(factors=0.25, prob=0.15),  # brightness ×0.75–1.25
+            RandScaleIntensityFixedMean(factors=0.25, preserve_range=True, prob=0.15),  # contrast
+            RandAdjustContrast(prob=0.3, gamma=(0.7, 1.5), retain_stats=True),  # gamma
+        ]
+    )
+
+
+def apply_intensity(transform: Compose | None, image: torch.Tensor, seed: int) -> torch.Tensor:
+    """The intensity transforms drawn from ``seed``: a sample looks the same in every run."""
+    if transform is None:
+        return image
+    transform.set_random_state(seed=seed % 2**32)
+    out = transform(image)
+    return (out.as_tensor() if hasattr(out, "as_tensor") else torch.as_tensor(out)).float()
 
 
 def apply_augmentation(

@@ -15,7 +15,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from nephroseg.data.augment import apply_augmentation, build_augmentation
+from nephroseg.data.augment import (
+    apply_augmentation,
+    apply_intensity,
+    build_augmentation,
+    build_intensity_augmentation,
+)
 from nephroseg.preprocess import PreparedCase, normalize_hu, padding_value, slice_stacks
 from nephroseg.recipe import AugmentSpec, PreprocessSpec, TrainSpec
 
@@ -78,6 +83,7 @@ class SliceDataset(Dataset):
         self.size = preprocess.size
         self.fill = padding_value(preprocess)
         self.augmentation = build_augmentation(augment, self.size, self.fill)
+        self.intensity = build_intensity_augmentation(augment)
 
     def __len__(self) -> int:
         return sum(len(c.hu) for c in self.cases)
@@ -95,7 +101,8 @@ class SliceDataset(Dataset):
         image_t, label_t = apply_augmentation(
             self.augmentation, torch.from_numpy(image), torch.from_numpy(target.astype(np.int64))
         )
-        return image_t.float().contiguous(), label_t.long().contiguous()
+        image_t = apply_intensity(self.intensity, image_t.float(), key.seed)
+        return image_t.contiguous(), label_t.long().contiguous()
 
     def _crop_origin(self, label: np.ndarray, focus: int, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of the crop: around a random voxel of the focus class, jittered so the
