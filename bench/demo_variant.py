@@ -1,0 +1,74 @@
+"""One variant of the demo, for the tuning log in docs/benchmarks.md: the demo's cohort and flow with
+recipe overrides, a different cohort seed or a different number of training cases.
+
+    OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [section.key=value ...]
+
+Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and 6 held-out
+cases from seed ``S + 1``, exactly as ``nephroseg demo`` does; trains ``resunet25d --profile demo``
+with the overrides; predicts and scores the held-out cases; appends one JSON line to
+``OUT/results.jsonl`` (``--out``, default bench_out/demo_variants).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from nephroseg.demo import DEMO_PROFILE, DEMO_RECIPE, DemoSettings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name")
+    parser.add_argument("overrides", nargs="*", help="seed=S, ntrain=N or recipe key=value overrides")
+    parser.add_argument("--out", type=Path, default=Path("bench_out/demo_variants"))
+    args = parser.parse_args()
+
+    from nephroseg.inference import predict
+    from nephroseg.metrics import evaluate_folders
+    from nephroseg.recipe import load_recipe
+    from nephroseg.synth import SynthConfig, synthesize_cohort
+    from nephroseg.training import train
+
+    defaults = DemoSettings()
+    seed, n_train, overrides = defaults.seed, defaults.train_cases, []
+    for item in args.overrides:
+        key, _, value = item.partition("=")
+        if key == "seed":
+            seed = int(value)
+        elif key == "ntrain":
+            n_train = int(value)
+        else:
+            overrides.append(item)
+    config = SynthConfig(size=defaults.size, min_tumors=1, slice_thickness_mm=defaults.slice_thickness_mm)
+    data, test = args.out / f"train_s{seed}_n{n_train}", args.out / f"test_s{seed}"
+    synthesize_cohort(data, n_train, seed, config, progress=False)
+    synthesize_cohort(test, defaults.test_cases, seed + 1, config, start_index=n_train, progress=False)
+
+    recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE, overrides=overrides)
+    run = args.out / f"run_{args.name}"
+    started = time.perf_counter()
+    train(data, recipe, run, seed=seed, resume=(run / "checkpoints" / "last.pt").exists(), progress=False)
+    train_seconds = time.perf_counter() - started
+    predictions = args.out / f"pred_{args.name}"
+    predict(test, predictions, [run], overwrite=True, progress=False)
+    scores = evaluate_folders(predictions, test).mean
+    line = {
+        "name": args.name,
+        "seed": seed,
+        "train_cases": n_train,
+        "overrides": overrides,
+        "composite_dice": round(scores["composite_dice"], 4),
+        "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),
+        "tumor_dice": round(scores["tumor_dice"], 4),
+        "train_seconds": round(train_seconds),
+    }
+    print(json.dumps(line))
+    with open(args.out / "results.jsonl", "a", encoding="utf-8") as results:
+        results.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
