@@ -105,6 +105,11 @@ class TrainSpec(_Strict):
     kidney_slice_fraction: float = Field(0.4, ge=0, le=1, description="share that show kidney (tumor or not)")
     val_every: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
+    postprocess: Literal["auto", "none", "components"] = Field(
+        "none",
+        description="largest kidney per side, no tumor away from it; auto: kept only when it raises "
+        "the validation composite Dice (nnU-Net), the choice stored with the checkpoint",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: forward pass under bfloat16 autocast (1.36x faster on bf16 CPUs)"
     )

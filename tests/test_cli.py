@@ -230,6 +230,16 @@ def test_bf16_training_runs_its_steps_with_a_loss_close_to_float32(
     assert loss["bf16"] != loss["fp32"]  # bfloat16 rounding shows: the autocast did run
 
 
+def test_postprocess_auto_stores_the_validation_choice(trained_run, tmp_path: Path, capsys) -> None:
+    data, _ = trained_run
+    run = tmp_path / "auto"
+    args = ["train", "--data", str(data), "--out", str(run), *TINY, "--set", "train.postprocess=auto"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    recipe = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["recipe"]
+    assert recipe["train"]["postprocess"] in ("none", "components")  # decided, no longer "auto"
+
+
 def _first_loss(log: Path) -> float:
     header, first = log.read_text().splitlines()[:2]
     return float(first.split(",")[header.split(",").index("train_loss")])

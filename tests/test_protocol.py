@@ -69,6 +69,28 @@ class ConstantLogits(torch.nn.Module):
         return self.logits[None, :, None, None].expand(x.shape[0], -1, *x.shape[-2:])
 
 
+class BrightIsKidney(torch.nn.Module):
+    """Kidney wherever the centre slice is bright, background elsewhere."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centre = x[:, x.shape[1] // 2 : x.shape[1] // 2 + 1]
+        return torch.cat([torch.zeros_like(centre), 10 * (centre - 0.75), torch.zeros_like(centre)], dim=1)
+
+
+def test_segmenter_postprocesses_when_training_chose_it() -> None:
+    hu = np.full((6, 32, 40), -100.0, np.float32)
+    hu[1:5, 8:20, 4:14] = 250.0  # a kidney on one side
+    hu[2:3, 26:29, 15:18] = 250.0  # a small bright island on the same side
+    hu[1:5, 8:20, 26:36] = 250.0  # the other kidney
+    chosen = load_recipe("resunet25d", profile="tiny", overrides=["train.postprocess=components"])
+    plain = load_recipe("resunet25d", profile="tiny")
+    with_choice = Segmenter([SegmentationModel(BrightIsKidney(), chosen)]).segment(hu, (3.0, 1.0, 1.0))
+    without = Segmenter([SegmentationModel(BrightIsKidney(), plain)]).segment(hu, (3.0, 1.0, 1.0))
+    assert without[2, 26:29, 15:18].all() and not with_choice[2, 26:29, 15:18].any()
+    np.testing.assert_array_equal(with_choice[:, :24], without[:, :24])  # both kidneys kept
+    assert with_choice[1:5, 8:20, 4:14].all() and with_choice[1:5, 8:20, 26:36].all()
+
+
 def test_ensemble_averages_probabilities_by_hand() -> None:
     recipe = load_recipe("resunet25d", profile="tiny")
     a = SegmentationModel(ConstantLogits([2.0, 0.0, 0.0]), recipe)

@@ -221,6 +221,23 @@ def test_postprocessing_removes_islands() -> None:
     ).all()
 
 
+def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
+    """Post-processing works on the box around the foreground (bounded memory); the result is the
+    same as on the whole volume, midline included."""
+    from nephroseg.inference.postprocess import drop_distant_tumor, keep_kidney_components
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = np.zeros((16, 32, 80), np.uint8)
+        for _ in range(int(rng.integers(2, 6))):
+            z, y, x = rng.integers(0, 12), rng.integers(0, 26), rng.integers(10, 70)
+            labels[z : z + int(rng.integers(1, 5)), y : y + 6, x : x + int(rng.integers(2, 9))] = (
+                rng.integers(1, 3)
+            )
+        whole = drop_distant_tumor(keep_kidney_components(labels), (2.0, 1.0, 1.0))
+        np.testing.assert_array_equal(postprocess_labels(labels, (2.0, 1.0, 1.0)), whole)
+
+
 def test_patches_oversample_foreground_preferring_tumor() -> None:
     label = np.zeros((30, 40, 40), np.uint8)
     label[10:20, 10:30, 10:20] = 1

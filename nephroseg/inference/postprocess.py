@@ -13,9 +13,10 @@ from scipy import ndimage
 KIDNEY_MARGIN_MM = 10.0
 
 
-def keep_kidney_components(labels: np.ndarray) -> np.ndarray:
+def keep_kidney_components(labels: np.ndarray, midline: float | None = None) -> np.ndarray:
     """Keep the largest foreground (kidney + tumor) component on each side of the volume's midline
-    (patient right and left: canonical x axis); every other foreground component becomes background."""
+    (patient right and left: canonical x axis; ``midline`` in this array's columns, by default its
+    centre); every other foreground component becomes background."""
     components, n = ndimage.label(labels > 0)
     if n <= 1:
         return labels
@@ -25,7 +26,7 @@ def keep_kidney_components(labels: np.ndarray) -> np.ndarray:
     centres = ndimage.center_of_mass(
         np.ones_like(components, dtype=np.uint8), components, np.arange(1, n + 1)
     )
-    midline = labels.shape[2] / 2.0
+    midline = labels.shape[2] / 2.0 if midline is None else midline
     keep = []
     for side in (True, False):
         members = [i for i in range(n) if (centres[i][2] < midline) == side]
@@ -54,4 +55,13 @@ def drop_distant_tumor(
 
 
 def postprocess_labels(labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
-    return drop_distant_tumor(keep_kidney_components(labels), spacing)
+    """Both steps, on the box around the foreground only: the component labels and the distance map
+    (8 bytes a voxel) then cover the kidneys, not a 512×512×1000 volume."""
+    found = ndimage.find_objects((labels > 0).astype(np.uint8))
+    if not found:
+        return labels
+    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0])
+    midline = labels.shape[2] / 2.0 - box[2].start
+    out = labels.copy()
+    out[box] = drop_distant_tumor(keep_kidney_components(labels[box], midline), spacing)
+    return out

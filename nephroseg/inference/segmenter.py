@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.models import build_model, model_info
 from nephroseg.preprocess import (
     inplane_shape,
@@ -67,9 +68,12 @@ class Segmenter:
         batch_size: int = 8,
         tta: bool = False,
         bf16: bool = False,
+        postprocess: bool | None = None,
     ) -> None:
         """``bf16``: run the networks under bfloat16 autocast (weights stay float32); on CPUs with
-        native bfloat16 the network ran 2.4× faster for resunet25d (docs/benchmarks.md)."""
+        native bfloat16 the network ran 2.4× faster for resunet25d, without it 20× slower
+        (docs/benchmarks.md). ``postprocess``: keep the largest kidney per side and no tumor away
+        from it; by default when every member's training chose it on validation."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         classes = {m.recipe.model.num_classes for m in models}
@@ -81,6 +85,8 @@ class Segmenter:
         self.batch_size = batch_size
         self.tta = tta
         self.bf16 = bf16
+        chosen = all(m.recipe.train.postprocess == "components" for m in models)
+        self.postprocess = chosen if postprocess is None else postprocess
 
     @torch.no_grad()
     def probabilities(
@@ -105,7 +111,7 @@ class Segmenter:
         labels = np.empty(hu.shape, dtype=np.uint8)
         for start, probs in self.probabilities(hu, spacing):
             labels[start : start + len(probs)] = probs.argmax(dim=1).to(torch.uint8).numpy()
-        return labels
+        return postprocess_labels(labels, spacing) if self.postprocess else labels
 
 
 class _ModelView:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from nephroseg.data import SliceDataset, SliceSampler, Split, make_split
 from nephroseg.errors import NephrosegInputError
+from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.io import atomic_write_text, find_cases
 from nephroseg.losses import build_loss
@@ -102,17 +103,39 @@ def _with_intensity_statistics(recipe: Recipe, cases: list[PreparedCase]) -> Rec
     )
 
 
-def validate(model: SegmentationModel, cases: list[PreparedCase], device: torch.device) -> dict[str, float]:
-    """Mean KiTS scores over the validation cases, on the model's own grid."""
+def validate(
+    model: SegmentationModel,
+    cases: list[PreparedCase],
+    device: torch.device,
+    decide_postprocess: bool = False,
+) -> tuple[dict[str, float], str]:
+    """Mean KiTS scores over the validation cases on the model's own grid, and the post-processing
+    choice ('components' when it raises the composite Dice, else 'none'; the recipe's own unless
+    ``decide_postprocess``). The scores reported are those of the choice."""
     model.network.eval()
-    segmenter = Segmenter([model], device=device, batch_size=16)
-    scores = [kits_scores(segmenter.segment(np.asarray(c.hu), c.spacing), np.asarray(c.label)) for c in cases]
+    segmenter = Segmenter([model], device=device, batch_size=16, postprocess=False)
+    plain, processed = [], []
+    for case in cases:
+        labels, truth = segmenter.segment(np.asarray(case.hu), case.spacing), np.asarray(case.label)
+        plain.append(kits_scores(labels, truth))
+        processed.append(kits_scores(postprocess_labels(labels, case.spacing), truth))
     model.network.train()
-    return {
+    by_choice = {"none": plain, "components": processed}
+    composite = {
+        name: float(np.mean([s.composite_dice for s in scores])) for name, scores in by_choice.items()
+    }
+    fixed = model.recipe.train.postprocess
+    if decide_postprocess:
+        choice = max(composite, key=lambda k: (composite[k], k == "none"))
+    else:
+        choice = fixed if fixed != "auto" else "none"
+    scores = by_choice[choice]
+    metrics = {
         "val_kidney_tumor_dice": float(np.mean([s.kidney_tumor_dice for s in scores])),
         "val_tumor_dice": float(np.mean([s.tumor_dice for s in scores])),
-        "val_composite_dice": float(np.mean([s.composite_dice for s in scores])),
+        "val_composite_dice": composite[choice],
     }
+    return metrics, choice
 
 
 @dataclass(eq=False)
@@ -273,8 +296,12 @@ def train(
     network = build_model(recipe.model).to(torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
+    decide_postprocess = spec.postprocess == "auto"
     if resume and last_path.exists():
-        session.restore(load_checkpoint(last_path, map_location=torch_device))
+        state = load_checkpoint(last_path, map_location=torch_device)
+        session.restore(state)
+        chosen = state["recipe"]["train"].get("postprocess", spec.postprocess)
+        session.model.recipe = recipe.with_overrides({"train": {"postprocess": chosen}}, "checkpoint")
     elif weights is not None:
         try:
             load_local_weights(network, weights)
@@ -312,9 +339,13 @@ def train(
                 if val_cases and (
                     (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
                 ):
-                    row.update(validate(session.model, val_cases, torch_device))
+                    metrics, choice = validate(session.model, val_cases, torch_device, decide_postprocess)
+                    row.update(metrics)
                     if row["val_composite_dice"] > session.best_score:
                         session.best_score, session.best_epoch = row["val_composite_dice"], session.epoch
+                        session.model.recipe = recipe.with_overrides(
+                            {"train": {"postprocess": choice}}, "validation"
+                        )
                         bar.update(
                             task, status=f"epoch {session.epoch + 1}: best composite {session.best_score:.3f}"
                         )
