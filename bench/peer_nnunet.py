@@ -98,10 +98,8 @@ n_tiles = int(sys.argv[5])
 torch.set_num_threads(int(sys.argv[6]))
 pm = PlansManager(plans_file)
 cm = pm.get_configuration("3d_fullres")
-net = nnUNetTrainer.build_network_architecture(
-    cm.network_arch_class_name, cm.network_arch_init_kwargs, cm.network_arch_init_kwargs_req_import,
-    1, pm.get_label_manager(dataset_json).num_segmentation_heads, enable_deep_supervision=False,
-).eval()
+heads = pm.get_label_manager(dataset_json).num_segmentation_heads
+net = nnUNetTrainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False).eval()
 patch, target, order = list(cm.patch_size), list(cm.spacing), pm.transpose_forward
 shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]
 new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
