@@ -1,12 +1,13 @@
 """One variant of the demo, for the tuning log in docs/benchmarks.md: the demo's cohort and flow with
 recipe overrides, a different cohort seed or a different number of training cases.
 
-    OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [section.key=value ...]
+    OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [test_start=T] [key=value ...]
 
 Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and 6 held-out
-cases from seed ``S + 1``, exactly as ``nephroseg demo`` does; trains ``resunet25d --profile demo``
-with the overrides; predicts and scores the held-out cases; appends one JSON line to
-``OUT/results.jsonl`` (``--out``, default bench_out/demo_variants).
+cases from seed ``S + 1`` numbered from ``T`` (default ``N``), exactly as ``nephroseg demo`` does
+(case i is generated from (seed, i), so fix ``T`` to compare training-set sizes on the same
+cases); trains ``resunet25d --profile demo`` with the overrides; predicts and scores the held-out
+cases; appends one JSON line to ``OUT/results.jsonl`` (``--out``, default bench_out/demo_variants).
 """
 
 from __future__ import annotations
@@ -33,19 +34,22 @@ def main() -> None:
     from nephroseg.training import train
 
     defaults = DemoSettings()
-    seed, n_train, overrides = defaults.seed, defaults.train_cases, []
+    seed, n_train, test_start, overrides = defaults.seed, defaults.train_cases, None, []
     for item in args.overrides:
         key, _, value = item.partition("=")
         if key == "seed":
             seed = int(value)
         elif key == "ntrain":
             n_train = int(value)
+        elif key == "test_start":
+            test_start = int(value)
         else:
             overrides.append(item)
+    test_start = n_train if test_start is None else test_start
     config = SynthConfig(size=defaults.size, min_tumors=1, slice_thickness_mm=defaults.slice_thickness_mm)
-    data, test = args.out / f"train_s{seed}_n{n_train}", args.out / f"test_s{seed}"
+    data, test = args.out / f"train_s{seed}_n{n_train}", args.out / f"test_s{seed}_from{test_start}"
     synthesize_cohort(data, n_train, seed, config, progress=False)
-    synthesize_cohort(test, defaults.test_cases, seed + 1, config, start_index=n_train, progress=False)
+    synthesize_cohort(test, defaults.test_cases, seed + 1, config, start_index=test_start, progress=False)
 
     recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE, overrides=overrides)
     run = args.out / f"run_{args.name}"
@@ -59,6 +63,7 @@ def main() -> None:
         "name": args.name,
         "seed": seed,
         "train_cases": n_train,
+        "test_start": test_start,
         "overrides": overrides,
         "composite_dice": round(scores["composite_dice"], 4),
         "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),
