@@ -319,7 +319,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path(
         "demo_out"
     ),
-    train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = 24,
+    train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = 80,
     test_cases: Annotated[int, typer.Option(help="Generated held-out cases.", min=1)] = 6,
     size: Annotated[int, typer.Option(help="In-plane size of the generated cases.", min=32)] = 160,
     profile: Annotated[str, typer.Option(help="Profile of the resunet25d recipe to train.")] = "demo",

@@ -28,3 +28,10 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     # Re-running resumes: finished stages are reused, the score is the same.
     code, stdout_again, _ = run_cli([*args, "--size", "48", "--no-progress"], capsys)
     assert code == 0 and stdout_again.strip().splitlines()[-1] == last
+
+    # Other settings into the same folder are refused: the finished run would be reused silently.
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    other = [*args[:5], "--train-cases", "4", "--test-cases", "2", "--size", "48", "--no-progress"]
+    code, _, stderr = run_cli(other, capsys)
+    assert code == 2 and "other settings (train_cases)" in stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
