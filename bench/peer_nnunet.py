@@ -190,6 +190,21 @@ def kits_sized_case(out: Path, seed: int) -> Path:
     return folder
 
 
+def time_tiles(
+    bin_dir: Path, script: str, inputs: list[str], shape, spacing, args, env: dict
+) -> subprocess.CompletedProcess:
+    """A tile timer in nnU-Net's environment: ``inputs`` (a model folder, or plans and dataset.json),
+    then the case's shape and spacing in nnU-Net's (z, y, x) reading order, tiles to time, threads."""
+    case = [json.dumps(shape[::-1]), json.dumps(spacing[::-1]), str(args.tiles), str(args.threads)]
+    return subprocess.run(
+        [str(bin_dir / "python"), "-c", script, *inputs, *case],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, args) -> dict | None:
     """nnU-Net's 3d_fullres plan for the KiTS-sized case itself (fingerprint + plan, no training),
     and the time of its tiles on an untrained network of that plan; None if nnU-Net refuses."""
@@ -205,22 +220,14 @@ def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, a
             return None
     folder = f"Dataset{dataset_id:03d}_{name}"
     plans = Path(env["nnUNet_preprocessed"]) / folder / "nnUNetPlans.json"
-    timed = subprocess.run(
-        [
-            str(bin_dir / "python"),
-            "-c",
-            PLAN_TILE_TIMER,
-            str(plans),
-            str(Path(raw) / folder / "dataset.json"),
-            json.dumps(shape[::-1]),
-            json.dumps(spacing[::-1]),
-            str(args.tiles),
-            str(args.threads),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    timed = time_tiles(
+        bin_dir,
+        PLAN_TILE_TIMER,
+        [str(plans), str(Path(raw) / folder / "dataset.json")],
+        shape,
+        spacing,
+        args,
+        env,
     )
     if timed.returncode != 0:
         print(f"[peer] timing the KiTS-sized plan failed:\n{timed.stderr[-2000:]}", flush=True)
@@ -446,22 +453,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     # nnU-Net's arrays are (x, y, z) as nibabel reads them; the tile count is order-free in shape terms
     # only once the axes match its plans: give it the volume's (z, y, x) as its reader does.
-    tiles = subprocess.run(
-        [
-            str(bin_dir / "python"),
-            "-c",
-            TILE_TIMER,
-            str(model_3d),
-            json.dumps(shape[::-1]),
-            json.dumps(spacing[::-1]),
-            str(args.tiles),
-            str(args.threads),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    tiles = time_tiles(bin_dir, TILE_TIMER, [str(model_3d)], shape, spacing, args, env)
+    if tiles.returncode != 0:
+        raise SystemExit(f"[peer] timing 3d_fullres tiles failed:\n{tiles.stderr[-2000:]}")
     tile = json.loads(tiles.stdout.strip().splitlines()[-1])
     kits_tile = kits_plan_tiles(ours, bin_dir, big, env, shape, spacing, args)
     theirs_3d_big_s = (kits_tile or tile)["tiles"] * (kits_tile or tile)["per_tile_s"]
