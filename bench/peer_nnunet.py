@@ -480,7 +480,8 @@ def main(argv: list[str] | None = None) -> None:
         f"| ours, end to end | {ours_big['s']:.1f} | {ours_big['rss_mb']:.0f} | whole command |",
         f"| nnU-Net 2d, end to end | {theirs_2d_big['s']:.1f} | {theirs_2d_big['rss_mb']:.0f} "
         "| whole command, no mirroring |",
-        f"| nnU-Net 3d_fullres | {theirs_3d_big_s:.0f} | – | extrapolated: {tile['tiles']} tiles of "
+        f"| nnU-Net 3d_fullres | {tile['tiles'] * tile['per_tile_s']:.0f} | – | extrapolated: "
+        f"{tile['tiles']} tiles of "
         f"{tile['patch']} × "
         f"{tile['per_tile_s']:.2f} s (timed on {args.tiles}), plan of the training cohort "
         f"(spacing {tile['spacing']}), no mirroring, preprocessing not included |",
