@@ -57,51 +57,14 @@ MEASURE = (
     "print(json.dumps({'rc':r,'s':time.perf_counter()-t,"
     "'rss_mb':resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024}),file=sys.stderr)"
 )
-TILE_TIMER = r"""
-import json, sys, time, numpy as np, torch
-from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
-model_dir, shape, spacing = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
-n_tiles = int(sys.argv[4])
-torch.set_num_threads(int(sys.argv[5]))
-p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"))
-p.initialize_from_trained_model_folder(model_dir, use_folds=(0,), checkpoint_name="checkpoint_final.pth")
-cm = p.configuration_manager
-patch = list(cm.patch_size)
-target = list(cm.spacing)
-order = p.plans_manager.transpose_forward  # plans hold patch and spacing in transposed axis order
-shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]
-new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
-steps = compute_steps_for_sliding_window(new_shape, patch, 0.5)
-tiles = int(np.prod([len(s) for s in steps]))
-net = p.network.eval()
-x = torch.randn(1, 1, *patch)
-with torch.no_grad():
-    net(x)
-    t = time.perf_counter()
-    for _ in range(n_tiles):
-        net(x)
-    per_tile = (time.perf_counter() - t) / n_tiles
-report = {"patch": patch, "spacing": target, "resampled_shape": new_shape, "tiles": tiles}
-print(json.dumps({**report, "per_tile_s": per_tile}))
-"""
-# The same timing for an untrained network built from a plan alone (no training needed: a tile's
-# cost does not depend on the weights), as nnUNetPredictor builds it from a trained model folder.
-PLAN_TILE_TIMER = r"""
-import json, sys, time, numpy as np, torch
-from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-plans_file, dataset_json = sys.argv[1], json.load(open(sys.argv[2]))
-shape, spacing = json.loads(sys.argv[3]), json.loads(sys.argv[4])
-n_tiles = int(sys.argv[5])
-torch.set_num_threads(int(sys.argv[6]))
-pm = PlansManager(plans_file)
-cm = pm.get_configuration("3d_fullres")
-heads = pm.get_label_manager(dataset_json).num_segmentation_heads
-net = nnUNetTrainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False).eval()
+# Tile timers run in nnU-Net's environment; each head builds (net, pm, cm) and reads its own
+# arguments, the shared tail takes the case's shape, spacing, tiles to time and threads from the
+# last four (``time_tiles`` passes them last), counts nnU-Net's tiles and times the network.
+_TIMER_TAIL = r"""
+shape, spacing = json.loads(sys.argv[-4]), json.loads(sys.argv[-3])
+n_tiles = int(sys.argv[-2])
 patch, target, order = list(cm.patch_size), list(cm.spacing), pm.transpose_forward
-shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]
+shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]  # plans are transposed
 new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
 tiles = int(np.prod([len(s) for s in compute_steps_for_sliding_window(new_shape, patch, 0.5)]))
 x = torch.randn(1, 1, *patch)
@@ -114,6 +77,36 @@ with torch.no_grad():
 print(json.dumps({"patch": patch, "spacing": target, "resampled_shape": new_shape, "tiles": tiles,
                   "per_tile_s": per_tile}))
 """
+_TIMER_HEAD = r"""
+import json, sys, time, numpy as np, torch
+from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+torch.set_num_threads(int(sys.argv[-1]))
+"""
+# The bench's trained 3d_fullres model (argument: its model folder).
+TILE_TIMER = (
+    _TIMER_HEAD
+    + r"""
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+p = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False, device=torch.device("cpu"))
+p.initialize_from_trained_model_folder(sys.argv[1], use_folds=(0,), checkpoint_name="checkpoint_final.pth")
+net, pm, cm = p.network.eval(), p.plans_manager, p.configuration_manager
+"""
+    + _TIMER_TAIL
+)
+# An untrained network built from a plan alone (arguments: plans file, dataset.json), as
+# nnUNetPredictor builds it from a trained folder: a tile's cost does not depend on the weights.
+PLAN_TILE_TIMER = (
+    _TIMER_HEAD
+    + r"""
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+pm = PlansManager(sys.argv[1])
+cm = pm.get_configuration("3d_fullres")
+heads = pm.get_label_manager(json.load(open(sys.argv[2]))).num_segmentation_heads
+net = nnUNetTrainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False).eval()
+"""
+    + _TIMER_TAIL
+)
 
 
 def run(cmd: list[str], env: dict | None = None, label: str = "") -> dict:

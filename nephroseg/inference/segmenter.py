@@ -125,13 +125,13 @@ class _ModelView:
         self.hu = hu
         self.k = model.recipe.model.in_slices
         self.model_hw = inplane_shape(hu.shape[1:], spacing[1:], model.recipe.preprocess.spacing_mm)
-        self._slab: tuple[int, np.ndarray, torch.Tensor] | None = None  # (first, centres, stacks)
+        self._last: tuple[np.ndarray, torch.Tensor] | None = None  # (centres, stacks) of the last batch
         self.pad = (0, 0, 0, 0)
 
     def stacks(self, centres: np.ndarray) -> torch.Tensor:
         """(B, k, h', w') model input for ``centres``; reused across the flips of one batch."""
-        if self._slab is not None and np.array_equal(self._slab[1], centres):
-            return self._slab[2]
+        if self._last is not None and np.array_equal(self._last[0], centres):
+            return self._last[1]
         spec = self.model.recipe.preprocess
         indices = neighbour_indices(centres, len(self.hu), self.k)
         first, last = int(indices.min()), int(indices.max()) + 1
@@ -139,7 +139,7 @@ class _ModelView:
         normalized = torch.from_numpy(normalize_hu(resampled.numpy(), spec))
         slab, self.pad = pad_to_multiple(normalized, self.model.divisor, padding_value(spec))
         stacks = slab[torch.from_numpy(indices - first)]
-        self._slab = (first, centres, stacks)
+        self._last = (centres, stacks)
         return stacks
 
     def probabilities(
