@@ -120,12 +120,20 @@ def validate(
         plain.append(kits_scores(labels, truth))
         processed.append(kits_scores(postprocess_labels(labels, case.spacing), truth))
     model.network.train()
+    return postprocess_choice(plain, processed, decide_postprocess, model.recipe.train.postprocess)
+
+
+def postprocess_choice(
+    plain: list, processed: list, decide: bool, fixed: str
+) -> tuple[dict[str, float], str]:
+    """Validation metrics and the post-processing choice from per-case scores without (``plain``)
+    and with it (``processed``): when ``decide``, 'components' only if it raises the mean composite
+    Dice (nnU-Net's rule), else the recipe's ``fixed`` choice. Shared by the 2.5D and 3D trainers."""
     by_choice = {"none": plain, "components": processed}
     composite = {
         name: float(np.mean([s.composite_dice for s in scores])) for name, scores in by_choice.items()
     }
-    fixed = model.recipe.train.postprocess
-    if decide_postprocess:
+    if decide:
         choice = max(composite, key=lambda k: (composite[k], k == "none"))
     else:
         choice = fixed if fixed != "auto" else "none"

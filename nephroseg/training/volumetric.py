@@ -57,6 +57,7 @@ from nephroseg.training.trainer import (
     build_schedule,
     check_finite,
     finish_step,
+    postprocess_choice,
     run_summary,
 )
 
@@ -153,20 +154,7 @@ def validate_volumetric(
         processed.append(kits_scores(postprocess_labels(labels, spacing), truth))  # type: ignore[arg-type]
     model.network.train()
     fixed = model.recipe.volumetric.postprocess  # type: ignore[union-attr]
-    mean = {
-        name: float(np.mean([s.composite_dice for s in scores]))
-        for name, scores in (("none", plain), ("components", processed))
-    }
-    choice = max(mean, key=lambda k: (mean[k], k == "none")) if decide_postprocess else fixed
-    scores = processed if choice == "components" else plain
-    return (
-        {
-            "val_kidney_tumor_dice": float(np.mean([s.kidney_tumor_dice for s in scores])),
-            "val_tumor_dice": float(np.mean([s.tumor_dice for s in scores])),
-            "val_composite_dice": float(np.mean([s.composite_dice for s in scores])),
-        },
-        choice,
-    )
+    return postprocess_choice(plain, processed, decide_postprocess, fixed)
 
 
 def _run_epoch(
