@@ -1,13 +1,15 @@
 """One variant of the demo, for the tuning log in docs/benchmarks.md: the demo's cohort and flow with
 recipe overrides, a different cohort seed or a different number of training cases.
 
-    OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [test_start=T] [key=value ...]
+    OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [test_start=T] [ntest=M]
+        [key=value ...]
 
-Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and 6 held-out
-cases from seed ``S + 1`` numbered from ``T`` (default ``N``), exactly as ``nephroseg demo`` does
-(case i is generated from (seed, i), so fix ``T`` to compare training-set sizes on the same
-cases); trains ``resunet25d --profile demo`` with the overrides; predicts and scores the held-out
-cases; appends one JSON line to ``OUT/results.jsonl`` (``--out``, default bench_out/demo_variants).
+Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and ``M`` (default
+6, as the demo) held-out cases from seed ``S + 1`` numbered from ``T`` (default ``N``), as
+``nephroseg demo`` does (case i is generated from (seed, i), so fix ``T`` to compare training-set
+sizes on the same cases); trains ``resunet25d --profile demo`` with the overrides; predicts and
+scores the held-out cases; appends one JSON line to ``OUT/results.jsonl`` (``--out``, default
+bench_out/demo_variants).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> None:
 
     defaults = DemoSettings()
     seed, n_train, test_start, overrides = defaults.seed, defaults.train_cases, None, []
+    n_test = defaults.test_cases
     for item in args.overrides:
         key, _, value = item.partition("=")
         if key == "seed":
@@ -43,20 +46,23 @@ def main() -> None:
             n_train = int(value)
         elif key == "test_start":
             test_start = int(value)
+        elif key == "ntest":
+            n_test = int(value)
         else:
             overrides.append(item)
     test_start = n_train if test_start is None else test_start
     config = SynthConfig(size=defaults.size, min_tumors=1, slice_thickness_mm=defaults.slice_thickness_mm)
-    data, test = args.out / f"train_s{seed}_n{n_train}", args.out / f"test_s{seed}_from{test_start}"
+    data = args.out / f"train_s{seed}_n{n_train}"
+    test = args.out / f"test_s{seed}_from{test_start}" / f"n{n_test}"
     synthesize_cohort(data, n_train, seed, config, progress=False)
-    synthesize_cohort(test, defaults.test_cases, seed + 1, config, start_index=test_start, progress=False)
+    synthesize_cohort(test, n_test, seed + 1, config, start_index=test_start, progress=False)
 
     recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE, overrides=overrides)
     run = args.out / f"run_{args.name}"
     started = time.perf_counter()
     train(data, recipe, run, seed=seed, resume=(run / "checkpoints" / "last.pt").exists(), progress=False)
     train_seconds = time.perf_counter() - started
-    predictions = args.out / f"pred_{args.name}"
+    predictions = args.out / f"pred_{args.name}_n{n_test}"
     predict(test, predictions, [run], overwrite=True, progress=False)
     scores = evaluate_folders(predictions, test).mean
     line = {
@@ -64,6 +70,7 @@ def main() -> None:
         "seed": seed,
         "train_cases": n_train,
         "test_start": test_start,
+        "test_cases": n_test,
         "overrides": overrides,
         "composite_dice": round(scores["composite_dice"], 4),
         "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),

@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
             args.device,
             "--threads",
             str(args.threads),
-        ] + (["--tta"] if tta else [])
+        ] + (["--tta"] if tta else ["--no-tta"])
         stats = run(cmd, env, f"ours predict tta={tta}")
         results.append((f"ours {args.ours_recipe}", tta, stats, score(target, test_dir)))
 

@@ -176,8 +176,12 @@ def predict(
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Slices per forward pass.", min=1)] = 8,
     tta: Annotated[
-        bool, typer.Option(help="Average over the mirrorings the model was trained with.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            help="Average over mirrorings (2.5D: those it was trained with; 3D: all 8). "
+            "Default: the recipe's volumetric.mirror_tta for 3D models, off for 2.5D."
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     max_memory: Annotated[
         str | None, typer.Option(help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB.")

@@ -37,3 +37,33 @@ def test_two_ranks_train_identical_weights(tmp_path: Path) -> None:
     assert len(digests) == 2 and digests[0] == digests[1]
     assert (run / "checkpoints" / "best.pt").is_file()
     assert elapsed < LIMIT_S, f"took {elapsed:.0f} s"
+
+
+@pytest.mark.slow
+def test_rank_zero_input_error_stops_every_rank_with_its_message(tmp_path: Path) -> None:
+    """A bad case found while rank 0 prepares the cohort stops both ranks with the same one-line error
+    (not a connection error from the rank left waiting), and leaves no run folder behind."""
+    import nibabel as nib
+    import numpy as np
+
+    data = tmp_path / "data"
+    synthesize_cohort(data, 3, 0, SynthConfig.fast(size=40, slice_thickness_mm=(3.0, 5.0)), progress=False)
+    label_path = data / "case_00001" / "segmentation.nii.gz"
+    label = nib.load(label_path)
+    values = np.asarray(label.dataobj).copy()
+    values[0, 0, 0] = 7
+    nib.save(nib.Nifti1Image(values, label.affine, label.header), label_path)
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "nephroseg.cli", "train", "--data", str(data), "--out", str(run),
+        "--recipe", "nnunet3d", "--profile", "tiny", "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=3 * LIMIT_S, env=env)
+    assert result.returncode != 0
+    error_lines = [line for line in result.stderr.splitlines() if "label values outside {0, 1, 2}: 7" in line]
+    assert len(error_lines) == 2, result.stderr[-3000:]
+    assert sum("(reported by rank 0)" in line for line in error_lines) == 1
+    assert "[rank1]" not in result.stderr and "╭" not in result.stderr  # no rank's own traceback
+    assert not run.exists()

@@ -16,7 +16,13 @@ from nephroseg.cli import main
 from nephroseg.data.patches import PatchDataset, is_foreground_sample
 from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel
-from nephroseg.inference.sliding import VolumetricSegmenter, mirrored, paste, sliding_window_predict
+from nephroseg.inference.sliding import (
+    VolumetricSegmenter,
+    make_segmenter,
+    mirrored,
+    paste,
+    sliding_window_predict,
+)
 from nephroseg.io import KitsCase, read_volume, volume_from_array, write_like
 from nephroseg.models import build_model
 from nephroseg.preprocess import normalize_hu
@@ -156,6 +162,18 @@ def _tiny_model(target=(2.0, 2.0, 2.0)) -> SegmentationModel:
     recipe = plan_recipe(recipe, fp)
     torch.manual_seed(0)
     return SegmentationModel(build_model(recipe.model).eval(), recipe)
+
+
+@pytest.mark.parametrize(
+    ("tta", "recipe_mirrors", "expected"),
+    [(None, True, True), (False, True, False), (True, False, True), (None, False, False)],
+)
+def test_tta_option_overrides_the_recipe_mirroring_both_ways(tta, recipe_mirrors, expected) -> None:
+    tiny = _tiny_model()
+    volumetric = tiny.recipe.volumetric.model_copy(update={"mirror_tta": recipe_mirrors})
+    model = SegmentationModel(tiny.network, tiny.recipe.model_copy(update={"volumetric": volumetric}))
+    segmenter = make_segmenter([model], torch.device("cpu"), tta=tta)
+    assert segmenter.mirror_tta is expected
 
 
 class _FoundAt:

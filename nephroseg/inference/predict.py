@@ -185,7 +185,7 @@ def predict(
     *,
     device: str = "cpu",
     batch_size: int = 8,
-    tta: bool = False,
+    tta: bool | None = None,
     overwrite: bool = False,
     progress: bool = True,
     max_memory: int | str | None = None,
@@ -198,7 +198,8 @@ def predict(
     with one model or the average of several; write uint8 label maps on each source's own grid.
     ``max_memory`` (bytes, or a size such as '4GB') refuses volumes estimated not to fit.
     3D models segment by sliding windows (``inference.sliding``); ``coarse_models`` first find the
-    kidneys at low resolution. ``threads`` caps the CPU threads torch uses."""
+    kidneys at low resolution. ``tta`` None keeps the recipe's mirroring choice. ``threads`` caps the
+    CPU threads torch uses."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
     if precision not in ("fp32", "bf16"):

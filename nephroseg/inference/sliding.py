@@ -247,13 +247,13 @@ def make_segmenter(
     device: torch.device,
     *,
     batch_size: int = 8,
-    tta: bool = False,
+    tta: bool | None = None,
     coarse_models: list[SegmentationModel] | None = None,
     bf16: bool = False,
 ):
-    """The segmenter the models need: sliding windows for 3D models (``tta`` adds mirroring on top of
-    the recipe's choice), slice stacks for 2D/2.5D ones; ``coarse_models`` (3D) localize the kidneys
-    first (coarse-to-fine)."""
+    """The segmenter the models need: sliding windows for 3D models (``tta`` True or False overrides
+    the recipe's ``volumetric.mirror_tta``; None keeps it), slice stacks for 2D/2.5D ones (mirrored
+    only when ``tta`` is True); ``coarse_models`` (3D) localize the kidneys first (coarse-to-fine)."""
     from nephroseg.inference.segmenter import Segmenter
 
     kinds = {is_volumetric(m) for m in models}
@@ -262,7 +262,6 @@ def make_segmenter(
     if not kinds.pop():
         if coarse_models:
             raise NephrosegInputError("--coarse-model", "coarse-to-fine needs 3D models")
-        return Segmenter(models, device, batch_size=batch_size, tta=tta, bf16=bf16)
+        return Segmenter(models, device, batch_size=batch_size, tta=bool(tta), bf16=bf16)
     coarse = VolumetricSegmenter(coarse_models, device) if coarse_models else None
-    mirror = True if tta else None
-    return VolumetricSegmenter(models, device, mirror_tta=mirror, coarse=coarse)
+    return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse)

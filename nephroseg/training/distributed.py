@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nephroseg.errors import NephrosegInputError
 from nephroseg.runtime import resolve_device
 
 
@@ -49,6 +50,17 @@ def init_distributed(device: str) -> tuple[DistContext, torch.device]:
 def barrier(ctx: DistContext) -> None:
     if ctx.active:
         dist.barrier()
+
+
+def share_main_outcome(ctx: DistContext, error: Exception | None) -> None:
+    """Every rank learns whether rank 0's step (one the others wait on) failed, and stops with its
+    message; without this they would fail later at a collective with an unrelated connection error."""
+    message = from_main(None if error is None else (error.source, error.problem), ctx)
+    if error is not None:
+        raise error
+    if message is not None:
+        source, problem = message
+        raise NephrosegInputError(source, f"{problem} (reported by rank 0)")
 
 
 def shutdown(ctx: DistContext) -> None:

@@ -44,6 +44,7 @@ from nephroseg.training.distributed import (
     barrier,
     from_main,
     init_distributed,
+    share_main_outcome,
     shutdown,
     weight_checksums,
 )
@@ -233,11 +234,15 @@ def _train(
         split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
         prepare_started = time.perf_counter()
+        failure = None
         if ctx.is_main:  # rank 0 fills the cache; the others then read it
-            recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
-                [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, progress
-            )
-        barrier(ctx)
+            try:
+                recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
+                    [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, progress
+                )
+            except NephrosegInputError as err:
+                failure = err
+        share_main_outcome(ctx, failure)
         if not ctx.is_main:
             recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
                 [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, False
