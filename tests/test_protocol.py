@@ -31,8 +31,11 @@ def cohort(tmp_path: Path) -> Path:
     return root
 
 
-def test_cross_validation_predicts_every_case_once_and_resumes(cohort: Path, tmp_path: Path) -> None:
-    recipe = load_recipe("resunet25d", profile="tiny")
+@pytest.mark.parametrize("recipe_name", ["resunet25d", "nnunet3d"])
+def test_cross_validation_predicts_every_case_once_and_resumes(
+    cohort: Path, tmp_path: Path, recipe_name: str
+) -> None:
+    recipe = load_recipe(recipe_name, profile="tiny")
     out = tmp_path / "cv"
     result = cross_validate(cohort, recipe, out, folds=2, progress=False)
     assert len(result.per_fold) == 2
