@@ -103,6 +103,12 @@ class TrainSpec(_Strict):
         0.4, ge=0, le=1, description="share of sampled slices that show tumor"
     )
     kidney_slice_fraction: float = Field(0.4, ge=0, le=1, description="share that show kidney (tumor or not)")
+    shuffle_buffer: int | None = Field(
+        None,
+        ge=1,
+        description="seed 003's tf.data order: every training slice in file order, endlessly, through a "
+        "shuffle buffer of this many slices (the tumor and kidney fractions must then be 0)",
+    )
     val_every: int = Field(1, ge=1)
     num_workers: int = Field(0, ge=0)
     postprocess: Literal["auto", "none", "components"] = Field(
@@ -119,6 +125,11 @@ class TrainSpec(_Strict):
     def _fractions(self) -> TrainSpec:
         if self.tumor_slice_fraction + self.kidney_slice_fraction > 1:
             raise ValueError("tumor_slice_fraction + kidney_slice_fraction must not exceed 1")
+        if self.shuffle_buffer and (self.tumor_slice_fraction or self.kidney_slice_fraction):
+            raise ValueError(
+                "shuffle_buffer streams every slice in file order: set tumor_slice_fraction and "
+                "kidney_slice_fraction to 0, or shuffle_buffer to null"
+            )
         return self
 
 

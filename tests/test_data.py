@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -63,6 +65,24 @@ def test_sampler_draws_the_asked_share_of_tumor_slices_and_is_reproducible() -> 
     assert keys == list(SliceSampler(cases, spec, seed=7))
     sampler.set_epoch(1)
     assert keys != list(sampler)
+
+
+def test_shuffle_buffer_streams_slices_in_file_order_shuffled_locally_and_resumably() -> None:
+    cases = [_case(0), _case(1)]  # 2 × 10 slices: stream index = 10 · case + slice
+    no_fraction = {"tumor_slice_fraction": 0.0, "kidney_slice_fraction": 0.0}
+    in_order = TrainSpec(iterations_per_epoch=3, batch_size=5, shuffle_buffer=1, **no_fraction)
+    assert [10 * k.case + k.slice for k in SliceSampler(cases, in_order, seed=0)] == list(range(15))
+    spec = TrainSpec(iterations_per_epoch=3, batch_size=5, shuffle_buffer=5, **no_fraction)
+    sampler = SliceSampler(cases, spec, seed=0)
+    first = [10 * k.case + k.slice for k in sampler]
+    assert first != sorted(first) and len(set(first)) == 15  # shuffled, each slice at most once
+    assert all(index <= position + 4 for position, index in enumerate(first))  # only within the buffer
+    sampler.set_epoch(1)
+    second = list(sampler)
+    whole_run = list(itertools.islice(SliceSampler(cases, spec, seed=0)._buffered_stream(), 30))
+    assert list(SliceSampler(cases, spec, seed=0)) + second == whole_run  # epoch 1 continues epoch 0
+    with pytest.raises(ValueError, match="shuffle_buffer"):
+        TrainSpec(shuffle_buffer=200, tumor_slice_fraction=0.4)
 
 
 def test_dataset_crops_around_the_tumor_and_applies_seed_004_augmentation() -> None:

@@ -64,6 +64,7 @@ def test_seed_set_ups_are_stated_at_full_scale() -> None:
         s003 = load_recipe(name)
         assert s003.train.split.ratios == (0.7, 0.2, 0.1) and s003.train.lr == 1e-4
         assert s003.train.batch_size == 8 and s003.augment.hflip_p and s003.augment.vflip_p
+        assert s003.train.shuffle_buffer == 200  # BUFFER_SIZE, the tf.data shuffle
     assert load_recipe("unet256").preprocess.size == 256
 
 

@@ -8,6 +8,7 @@ same batches whatever the number of data-loader workers and whether or not it wa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -37,7 +38,7 @@ class SampleKey:
 
 class SliceSampler(Sampler[SampleKey]):
     """``iterations × batch_size`` keys per epoch: a share from tumor slices, a share from kidney
-    slices, the rest from anywhere in the volume."""
+    slices, the rest from anywhere in the volume; or, with ``shuffle_buffer``, seed 003's stream."""
 
     def __init__(self, cases: list[PreparedCase], spec: TrainSpec, seed: int) -> None:
         self.cases = cases
@@ -54,6 +55,10 @@ class SliceSampler(Sampler[SampleKey]):
         return self.spec.iterations_per_epoch * self.spec.batch_size
 
     def __iter__(self) -> Iterator[SampleKey]:
+        if self.spec.shuffle_buffer:
+            start = self.epoch * len(self)  # one stream for the whole run, so epochs continue it
+            yield from itertools.islice(self._buffered_stream(), start, start + len(self))
+            return
         rng = np.random.default_rng([self.seed, self.epoch])
         tumor_share = self.spec.tumor_slice_fraction
         kidney_share = tumor_share + self.spec.kidney_slice_fraction
@@ -69,6 +74,18 @@ class SliceSampler(Sampler[SampleKey]):
                 case = int(rng.integers(len(self.cases)))
                 z, focus = int(rng.integers(len(self.cases[case].hu))), ANY
             yield SampleKey(case, z, focus, int(rng.integers(2**31)))
+
+    def _buffered_stream(self) -> Iterator[SampleKey]:
+        """Seed 003's tf.data pipeline, ``shuffle(buffer)`` over the slices in file order (case by case,
+        repeated): each key is drawn at random from the next ``buffer`` slices of the stream, so the
+        order is shuffled only locally. Rebuilt from the start for each epoch: resumable, deterministic."""
+        rng = np.random.default_rng([self.seed, 3])
+        order = itertools.cycle([(c, z) for c, case in enumerate(self.cases) for z in range(len(case.hu))])
+        buffer = list(itertools.islice(order, self.spec.shuffle_buffer))
+        for incoming in order:
+            pick = int(rng.integers(len(buffer)))
+            (case, z), buffer[pick] = buffer[pick], incoming
+            yield SampleKey(case, z, ANY, int(rng.integers(2**31)))
 
 
 class SliceDataset(Dataset):
