@@ -1,7 +1,7 @@
 """Every seed recipe side by side: same cohort, same CPU time budget, same held-out cases.
 
     python bench/zoo.py --quick            # generated cohort, ~1 min of training per model (< 20 min)
-    python bench/zoo.py --budget-s 600     # painted from ../shared/kits19 masks when present
+    python bench/zoo.py                    # painted from ../shared/kits19 masks when present, 480 s per model
 
 Each model trains and predicts in its own child process, so its peak resident memory is its own.
 The time budget is met by measuring seconds per iteration first (a 3-step probe) and then training
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     masks = args.masks or (SHARED_MASKS if SHARED_MASKS.is_dir() and not args.quick else None)
-    budget = args.budget_s or (60.0 if args.quick else 600.0)
+    budget = args.budget_s or (60.0 if args.quick else 480.0)
     args.out.mkdir(parents=True, exist_ok=True)
     train_dir, test_dir, cohort = build_cohort(args.out, args.quick, masks, args.seed)
     rows, failed = [], []
