@@ -52,7 +52,7 @@ def barrier(ctx: DistContext) -> None:
         dist.barrier()
 
 
-def share_main_outcome(ctx: DistContext, error: Exception | None) -> None:
+def share_main_outcome(ctx: DistContext, error: NephrosegInputError | None) -> None:
     """Every rank learns whether rank 0's step (one the others wait on) failed, and stops with its
     message; without this they would fail later at a collective with an unrelated connection error."""
     message = from_main(None if error is None else (error.source, error.problem), ctx)
