@@ -16,19 +16,24 @@ from nephroseg.synth import SynthConfig, synthesize_cohort
 LIMIT_S = 60
 
 
-@pytest.mark.slow
-def test_two_ranks_train_identical_weights(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    synthesize_cohort(data, 3, 0, SynthConfig.fast(size=40, slice_thickness_mm=(3.0, 5.0)), progress=False)
-    run = tmp_path / "run"
+def _torchrun_train(data: Path, run: Path) -> subprocess.CompletedProcess:
+    """`nephroseg train` of the tiny 3D recipe as two Gloo ranks under torchrun."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "nephroseg.cli", "train", "--data", str(data), "--out", str(run),
         "--recipe", "nnunet3d", "--profile", "tiny", "--device", "cpu", "--no-progress",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(command, capture_output=True, text=True, timeout=3 * LIMIT_S, env=env)
+
+
+@pytest.mark.slow
+def test_two_ranks_train_identical_weights(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    synthesize_cohort(data, 3, 0, SynthConfig.fast(size=40, slice_thickness_mm=(3.0, 5.0)), progress=False)
+    run = tmp_path / "run"
     started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3 * LIMIT_S, env=env)
+    result = _torchrun_train(data, run)
     elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((run / "summary.json").read_text())
@@ -54,13 +59,7 @@ def test_rank_zero_input_error_stops_every_rank_with_its_message(tmp_path: Path)
     values[0, 0, 0] = 7
     nib.save(nib.Nifti1Image(values, label.affine, label.header), label_path)
     run = tmp_path / "run"
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "nephroseg.cli", "train", "--data", str(data), "--out", str(run),
-        "--recipe", "nnunet3d", "--profile", "tiny", "--device", "cpu", "--no-progress",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=3 * LIMIT_S, env=env)
+    result = _torchrun_train(data, run)
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if "label values outside {0, 1, 2}: 7" in line]
     assert len(error_lines) == 2, result.stderr[-3000:]
