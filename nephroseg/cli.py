@@ -14,6 +14,7 @@ from typing import Annotated
 import click
 import typer
 
+from nephroseg.demo import DemoSettings
 from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
 
 app = typer.Typer(
@@ -318,20 +319,23 @@ def report(
     typer.echo(f"wrote {path}")
 
 
+_DEMO = DemoSettings()  # the demo's defaults live in one place
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo makes.")] = Path(
         "demo_out"
     ),
-    train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = 80,
-    test_cases: Annotated[int, typer.Option(help="Generated held-out cases.", min=1)] = 6,
-    size: Annotated[int, typer.Option(help="In-plane size of the generated cases.", min=32)] = 160,
-    profile: Annotated[str, typer.Option(help="Profile of the resunet25d recipe to train.")] = "demo",
-    seed: Annotated[int, typer.Option(help="Cohort and training seed.")] = 0,
+    train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = _DEMO.train_cases,
+    test_cases: Annotated[int, typer.Option(help="Generated held-out cases.", min=1)] = _DEMO.test_cases,
+    size: Annotated[int, typer.Option(help="In-plane size of the generated cases.", min=32)] = _DEMO.size,
+    profile: Annotated[str, typer.Option(help="Profile of the resunet25d recipe to train.")] = _DEMO.profile,
+    seed: Annotated[int, typer.Option(help="Cohort and training seed.")] = _DEMO.seed,
     progress: ProgressOption = True,
 ) -> None:
     """The main job end to end on generated data: synth → train → predict → evaluate → report."""
-    from nephroseg.demo import DemoSettings, run_demo
+    from nephroseg.demo import run_demo
 
     settings = DemoSettings(
         train_cases=train_cases, test_cases=test_cases, size=size, profile=profile, seed=seed

@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
+if TYPE_CHECKING:  # the CLI reads DemoSettings' defaults at start-up: keep this module light
+    from nephroseg.metrics import Evaluation
 
 DEMO_RECIPE = "resunet25d"
 DEMO_PROFILE = "demo"
@@ -64,6 +66,7 @@ def run_demo(
     out: str | Path, *, settings: DemoSettings = DemoSettings(), progress: bool = True
 ) -> DemoResult:
     from nephroseg.inference import predict
+    from nephroseg.metrics import evaluate_folders, write_evaluation
     from nephroseg.recipe import load_recipe
     from nephroseg.report.build import build_report
     from nephroseg.synth import SynthConfig, synthesize_cohort
