@@ -66,6 +66,7 @@ class Kidney:
     bend: float  # bean curvature: poles curve medially by bend·width
     cortex: float  # cortical thickness (mm)
     sinus: float  # sinus size as a fraction of the kidney
+    hilum_half: float  # half the hilum's opening along the long axis, as a fraction of the half length
     pyramids: np.ndarray  # (K, 3) cone axes in scaled local coordinates
     pyramid_cos: np.ndarray  # (K,) cosine of each cone's half angle
     perirenal: float  # fat shell thickness (mm)
@@ -109,8 +110,14 @@ class Kidney:
         a, b, c = self.radii
         inside = ellipsoid_level(loc, self.radii) < 1.0
         s = self.sinus
-        sinus_c = (0.0, 0.0, -0.55 * c)
-        in_sinus = inside & (ellipsoid_level(_shift(loc, sinus_c), (s * a, s * b, 0.6 * c)) < 1.0)
+        # The sinus is a cavity inside the parenchyma that opens medially only at the hilum: above
+        # and below it an axial slice shows fat enclosed by a ring of kidney, at it a notch.
+        sinus_c = (0.0, 0.0, -0.35 * c)
+        cavity = ellipsoid_level(_shift(loc, sinus_c), (s * a, s * b, 0.36 * c)) < 1.0
+        hilum = ((loc[0] / (self.hilum_half * a)) ** 2 + (loc[1] / (0.6 * s * b)) ** 2 < 1.0) & (
+            loc[2] < sinus_c[2]
+        )
+        in_sinus = inside & (cavity | hilum)
         parenchyma = inside & ~in_sinus
         cls = np.zeros(inside.shape, dtype=np.uint8)
         cls[parenchyma] = Tissue.CORTEX
@@ -149,10 +156,11 @@ def _segment_local(loc: list[np.ndarray], p0: np.ndarray, p1: np.ndarray) -> np.
 
 
 def plan_kidney(rng: np.random.Generator, side: int, center: Vec, perirenal: float) -> Kidney:
-    """A kidney 10–12.5 cm long, tilted like the real ones: upper pole medial and posterior,
-    hilum turned forward by 25–50° in the axial plane."""
+    """A kidney 10.5–13 cm long, tilted like the real ones: upper pole medial and posterior,
+    hilum turned forward by 25–50° in the axial plane. Size and sinus depth follow the KiTS19
+    masks (bench/kidney_shapes.py: 110 × 64 × 50 mm, about 210 ml, sinus enclosed but at the hilum)."""
     u = rng.uniform
-    radii = (u(50, 62), u(17, 23), u(25, 32))
+    radii = (u(52, 66), u(22, 32), u(28, 39))
     coronal, sagittal, axial = u(0.1, 0.3), u(0.1, 0.3), u(0.45, 0.85)
     # Long axis toward the feet, drifting lateral and forward going down.
     long_axis = np.array([1.0, -np.sin(sagittal), side * np.sin(coronal)])
@@ -169,7 +177,8 @@ def plan_kidney(rng: np.random.Generator, side: int, center: Vec, perirenal: flo
         axes=frame(long_axis, lateral),
         bend=u(0.15, 0.3),
         cortex=u(4, 7),
-        sinus=u(0.45, 0.6),
+        sinus=u(0.28, 0.42),
+        hilum_half=u(0.2, 0.32),
         pyramids=pyramids,
         pyramid_cos=np.cos(u(0.18, 0.3, count)),
         perirenal=perirenal,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -57,3 +58,71 @@ def radiographic_size_cm(label: np.ndarray, spacing: tuple[float, float, float])
     """kits.json's ``radiographic_size``: the largest tumor diameter in cm, one decimal."""
     diameter = largest_tumor_diameter_mm(label, spacing)
     return None if diameter is None else round(diameter / 10.0, 1)
+
+
+@dataclass(frozen=True)
+class KidneyShape:
+    """One kidney (a connected component of label > 0): what tells a phantom kidney from a real one."""
+
+    volume_ml: float  # kidney and tumor
+    kidney_ml: float  # label 1 only
+    tumor_ml: float
+    axial_solidity: float  # area over convex-hull area, mean over the middle half of its slices
+    extents_mm: tuple[float, float, float]  # along its principal axes, longest first (0.5–99.5 %)
+
+
+def kidney_shapes(
+    label: np.ndarray, spacing: tuple[float, float, float], min_ml: float = 20.0
+) -> list[KidneyShape]:
+    """The two largest components of ``label > 0`` (z, y, x) of at least ``min_ml``, largest first.
+
+    Axial solidity measures the renal sinus notch: a deep hilum makes a C in the axial slice. Pixels
+    count as squares (the hull spans their corners), so a filled rectangle scores exactly 1.
+    """
+    foreground = label > 0
+    components, count = ndi.label(foreground)
+    if count == 0:
+        return []
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = ndi.sum(foreground, components, range(1, count + 1))
+    boxes = ndi.find_objects(components)
+    shapes = []
+    for index in np.argsort(-sizes)[:2]:
+        if sizes[index] * voxel_ml < min_ml:
+            continue
+        box = boxes[index]
+        piece = components[box] == index + 1
+        sub = label[box]
+        slices = np.nonzero(piece.any(axis=(1, 2)))[0]
+        middle = slices[len(slices) // 4 : 3 * len(slices) // 4 + 1]
+        solidity = [_area_solidity(piece[z]) for z in middle if piece[z].sum() >= 3]
+        shapes.append(
+            KidneyShape(
+                volume_ml=float(piece.sum()) * voxel_ml,
+                kidney_ml=float((piece & (sub == 1)).sum()) * voxel_ml,
+                tumor_ml=float((piece & (sub == 2)).sum()) * voxel_ml,
+                axial_solidity=float(np.mean(solidity)) if solidity else 1.0,
+                extents_mm=_principal_extents(np.argwhere(piece) * np.asarray(spacing)),
+            )
+        )
+    return shapes
+
+
+def _area_solidity(mask: np.ndarray) -> float:
+    pixels = np.argwhere(mask).astype(float)
+    offsets = ((-0.5, -0.5), (-0.5, 0.5), (0.5, -0.5), (0.5, 0.5))
+    corners = np.concatenate([pixels + offset for offset in offsets])
+    try:
+        hull_area = ConvexHull(corners).volume  # a 2-D hull's "volume" is its area
+    except QhullError:
+        return 1.0
+    return float(mask.sum()) / hull_area
+
+
+def _principal_extents(points_mm: np.ndarray) -> tuple[float, float, float]:
+    centred = points_mm - points_mm.mean(axis=0)
+    _, axes = np.linalg.eigh(np.cov(centred.T))
+    projected = centred @ axes
+    extent = np.percentile(projected, 99.5, axis=0) - np.percentile(projected, 0.5, axis=0)
+    longest_first = sorted((float(e) for e in extent), reverse=True)
+    return (longest_first[0], longest_first[1], longest_first[2])
