@@ -2,9 +2,10 @@
 
     python bench/kidney_shapes.py [--cases 20] [--size 256] [--masks ../shared/kits19]
 
-Generates ``--cases`` procedural cases (in memory, ``--size``² slices, 1–2.5 mm thick, at least one
-tumor as the demo draws them) and measures every kidney with ``nephroseg.synth.measure.kidney_shapes``;
-does the same for the masks when present (they are not part of a clone). Prints one row per source.
+Generates cases 0 … ``--cases`` − 1 of cohort seed ``--seed`` in memory (the cases ``nephroseg synth``
+would write: ``--size``² slices, 1–2.5 mm thick, at least one tumor as the demo draws them) and
+measures every kidney with ``nephroseg.synth.measure.kidney_shapes``; does the same for the masks
+when present (they are not part of a clone). Prints one row per source.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def main() -> None:
     from nephroseg.io import read_volume
     from nephroseg.synth import SynthConfig, generate_case
     from nephroseg.synth.measure import KidneyShape, kidney_shapes
+    from nephroseg.synth.phantom import seed_sequence
 
     rows: dict[str, list[KidneyShape]] = {}
     if args.masks.is_dir():
@@ -39,7 +41,7 @@ def main() -> None:
     config = SynthConfig(size=args.size, min_tumors=1, slice_thickness_mm=(1.0, 2.5))
     generated = []
     for index in range(args.cases):
-        case = generate_case(args.seed * 100_003 + index, config)
+        case = generate_case(seed_sequence(args.seed, index), config)  # case ``index`` of that cohort seed
         generated += kidney_shapes(case.label, case.spacing)
     rows[f"generator ({args.cases} cases, {args.size}²)"] = generated
 
