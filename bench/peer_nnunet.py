@@ -279,6 +279,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--size", type=int, default=None, help="in-plane pixels of the cohort (128 quick, 256)"
+    )
+    parser.add_argument(
+        "--no-mirroring", action="store_true", help="skip the mirrored rows (accuracy runs at many steps)"
+    )
+    parser.add_argument(
         "--steps-3d", type=int, default=None, help="nnU-Net 3d_fullres steps (default: --steps; 5 in --quick)"
     )
     args = parser.parse_args(argv)
@@ -303,7 +309,9 @@ def main(argv: list[str] | None = None) -> None:
         "OMP_NUM_THREADS": str(args.threads),
         "BENCH_STEPS": str(steps),
     }
-    train_dir, test_dir = build_cohort(out, n_train, n_test, 128 if args.quick else 256, args.seed)
+    train_dir, test_dir = build_cohort(
+        out, n_train, n_test, args.size or (128 if args.quick else 256), args.seed
+    )
     big = kits_sized_case(out, args.seed)
     ours = [str(Path(sys.executable).parent / "nephroseg")]
 
@@ -390,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     images = flat_images(test_dir, out / "test_images")
     results = []
     for config in ("2d", "3d_fullres"):
-        for tta in (False, True):
+        for tta in (False,) if args.no_mirroring else (False, True):
             if args.quick and config == "3d_fullres" and tta:
                 continue  # 8 mirrorings of 3d_fullres alone take longer than --quick's budget
             target = out / f"pred_nnunet_{config}{'_tta' if tta else ''}"
@@ -398,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
             cmd = nnunet_predict_cmd(bin_dir, images, target, config, args.device)
             stats = run(cmd + ([] if tta else ["--disable_tta"]), env, f"nnU-Net predict {config} tta={tta}")
             results.append((f"nnU-Net {config}", tta, stats, score(target, test_dir)))
-    for tta in (False, True):
+    for tta in (False,) if args.no_mirroring else (False, True):
         target = out / f"pred_ours{'_tta' if tta else ''}"
         shutil.rmtree(target, ignore_errors=True)
         cmd = [

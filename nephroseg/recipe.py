@@ -116,6 +116,13 @@ class TrainSpec(_Strict):
         description="largest kidney per side, no tumor away from it; auto: kept only when it raises "
         "the validation composite Dice (nnU-Net), the choice stored with the checkpoint",
     )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights (decay per step); validation, "
+        "the best checkpoint and inference use the average",
+    )
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: forward pass under bfloat16 autocast (1.36x faster on bf16 CPUs)"
     )

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import yaml
 from rich.progress import Progress
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from nephroseg.data import SliceDataset, SliceSampler, Split, make_split
@@ -69,6 +70,19 @@ def build_schedule(optimizer: torch.optim.Optimizer, spec: TrainSpec) -> torch.o
         return 1.0
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def weight_average(network: torch.nn.Module, decay: float | None) -> AveragedModel | None:
+    """An exponential moving average of the weights (and BatchNorm statistics), or None. The decay
+    warms up as (1 + n) / (10 + n): the first averages follow the fast-changing early weights."""
+    if decay is None:
+        return None
+
+    def ema(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor) -> torch.Tensor:
+        d = torch.clamp((1.0 + n_averaged) / (10.0 + n_averaged), max=decay).to(averaged.dtype)
+        return averaged * d + current * (1.0 - d)
+
+    return AveragedModel(network, avg_fn=ema, use_buffers=True)
 
 
 def _prepare_all(cases, spacing_mm, cache_dir: Path, progress: Progress, label: str) -> list[PreparedCase]:
@@ -159,11 +173,25 @@ class _Session:
     best_score: float = -1.0
     best_epoch: int = -1
     train_seconds: float = 0.0  # optimization time over all sessions of the run (resumes included)
+    averaged: AveragedModel | None = None  # the weight average (train.ema_decay), when kept
+
+    def evaluated(self) -> SegmentationModel:
+        """What validation scores and checkpoints carry: the weight average when one is kept."""
+        if self.averaged is None:
+            return self.model
+        return SegmentationModel(self.averaged.module, self.model.recipe)
 
     def payload(self, metrics: dict[str, float]) -> dict:
+        extra = {}
+        if self.averaged is not None:  # the raw weights and the average's step count, to resume
+            extra = {
+                "train_model_state": self.model.network.state_dict(),
+                "average_state": self.averaged.state_dict(),
+            }
         return {
+            **extra,
             "recipe": self.model.recipe.model_dump(mode="json"),
-            "model_state": self.model.network.state_dict(),
+            "model_state": self.evaluated().network.state_dict(),
             "optimizer_state": self.optimizer.state_dict(),
             "schedule_state": self.schedule.state_dict(),
             "epoch": self.epoch,
@@ -179,7 +207,9 @@ class _Session:
         }
 
     def restore(self, state: dict) -> None:
-        self.model.network.load_state_dict(state["model_state"])
+        self.model.network.load_state_dict(state.get("train_model_state", state["model_state"]))
+        if self.averaged is not None and "average_state" in state:
+            self.averaged.load_state_dict(state["average_state"])
         self.optimizer.load_state_dict(state["optimizer_state"])
         self.schedule.load_state_dict(state["schedule_state"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
@@ -214,6 +244,8 @@ def check_finite(loss: torch.Tensor, session: _Session) -> None:
 def finish_step(session: _Session, loss: torch.Tensor, losses: list[float], bar: Progress, task) -> None:
     """Bookkeeping after an optimizer step, shared by the 2.5D and 3D loops."""
     session.schedule.step()
+    if session.averaged is not None:
+        session.averaged.update_parameters(session.model.network)
     session.step += 1
     losses.append(float(loss.detach()))
     total = session.model.recipe.train.epochs
@@ -304,6 +336,7 @@ def train(
     network = build_model(recipe.model).to(torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
+    session.averaged = weight_average(network, spec.ema_decay)
     decide_postprocess = spec.postprocess == "auto"
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=torch_device)
@@ -347,7 +380,8 @@ def train(
                 if val_cases and (
                     (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
                 ):
-                    metrics, choice = validate(session.model, val_cases, torch_device, decide_postprocess)
+                    evaluated = session.evaluated()
+                    metrics, choice = validate(evaluated, val_cases, torch_device, decide_postprocess)
                     row.update(metrics)
                     if row["val_composite_dice"] > session.best_score:
                         session.best_score, session.best_epoch = row["val_composite_dice"], session.epoch

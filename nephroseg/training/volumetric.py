@@ -60,6 +60,7 @@ from nephroseg.training.trainer import (
     finish_step,
     postprocess_choice,
     run_summary,
+    weight_average,
 )
 
 GRADIENT_CLIP = 12.0  # nnU-Net
@@ -267,6 +268,7 @@ def _train(
         forward = DistributedDataParallel(network, device_ids=ids)
     optimizer = build_optimizer(network.parameters(), spec)
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
+    session.averaged = weight_average(network, spec.ema_decay)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=torch_device)
         session.restore(state)
@@ -312,7 +314,7 @@ def _train(
                 )
                 if ctx.is_main and validating:
                     metrics, choice = validate_volumetric(
-                        session.model, val_cases, torch_device, decide_postprocess
+                        session.evaluated(), val_cases, torch_device, decide_postprocess
                     )
                     row.update(metrics)
                     if row["val_composite_dice"] > session.best_score:
