@@ -24,7 +24,6 @@ from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
-from nephroseg.io.dicom_seg import write_dicom_seg
 from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
@@ -170,6 +169,8 @@ def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = T
                 warnings.warn(NephrosegInputWarning(job.source, problem), stacklevel=2)
             labels = segmenter.segment(volume.array, volume.spacing)
             if job.target.name.endswith(".dcm"):
+                from nephroseg.io.dicom_seg import write_dicom_seg  # highdicom: only for DICOM SEG out
+
                 source_order = volume.to_source_orientation(labels)
                 written.append(write_dicom_seg(source_order, job.source, job.target))
             else:
