@@ -39,7 +39,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 
 class nnUNetTrainer_benchSteps(nnUNetTrainer):
-    """A fixed number of optimizer steps (BENCH_STEPS), one epoch; the bench scores test cases itself."""
+    """BENCH_EPOCHS epochs of BENCH_STEPS optimizer steps (its poly rate moves once per epoch); the
+    bench scores test cases itself."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -279,6 +280,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="the steps split into this many epochs for both tools (nnU-Net lowers its rate once per "
+        "epoch; default 1 in --quick, else 10)",
+    )
+    parser.add_argument(
         "--size", type=int, default=None, help="in-plane pixels of the cohort (128 quick, 256)"
     )
     parser.add_argument(
@@ -290,6 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     steps = args.steps or (20 if args.quick else 250)
     steps_3d = args.steps_3d or (5 if args.quick else steps)
+    epochs = args.epochs or (1 if args.quick else 10)
     n_train = args.cases or (6 if args.quick else 20)
     n_test = 2 if args.quick else 5
     out = args.out
@@ -362,37 +371,41 @@ def main(argv: list[str] | None = None) -> None:
                 "-device",
                 args.device,
             ],
-            {**env, "BENCH_STEPS": str(config_steps)},
+            {
+                **env,
+                "BENCH_EPOCHS": str(min(epochs, config_steps)),
+                "BENCH_STEPS": str(max(1, config_steps // min(epochs, config_steps))),
+            },
             f"nnU-Net train {config} ({config_steps} steps)",
         )
+
+    def train_ours(folder: Path, n_steps: int) -> dict:
+        shutil.rmtree(folder, ignore_errors=True)
+        overrides = [
+            f"train.iterations_per_epoch={max(1, n_steps // min(epochs, n_steps))}",
+            f"train.epochs={min(epochs, n_steps)}",
+            "train.split.kind=holdout",
+            "train.split.val_cases=1",
+        ]
+        cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
+        cmd += ["--profile", args.ours_profile, "--no-progress", "--device", args.device]
+        return run(
+            [*cmd, *[a for o in overrides for a in ("--set", o)]], env, f"ours train ({n_steps} steps)"
+        )
+
+    def predict_ours(folder: Path, target: Path, tta: bool) -> dict:
+        shutil.rmtree(target, ignore_errors=True)
+        cmd = [*ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
+        cmd += ["--device", args.device, "--threads", str(args.threads), "--tta" if tta else "--no-tta"]
+        return run(cmd, env, f"ours predict tta={tta}")
+
     run_dir = out / "ours_run"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    overrides = [
-        f"train.iterations_per_epoch={steps}",
-        "train.epochs=1",
-        "train.split.kind=holdout",
-        "train.split.val_cases=1",
-    ]
-    ours_train = run(
-        [
-            *ours,
-            "train",
-            "--data",
-            str(train_dir),
-            "--out",
-            str(run_dir),
-            "--recipe",
-            args.ours_recipe,
-            "--profile",
-            args.ours_profile,
-            "--no-progress",
-            "--device",
-            args.device,
-            *[a for o in overrides for a in ("--set", o)],
-        ],
-        env,
-        f"ours train ({steps} steps)",
-    )
+    ours_train = train_ours(run_dir, steps)
+    # Equal wall-clock: as many of our steps as nnU-Net 2d's whole training command took (per step
+    # measured on ours' own whole command), when that is more than the equal-steps count.
+    wall_steps = int(theirs["2d"]["s"] / (ours_train["s"] / steps)) // epochs * epochs
+    wall_dir = out / "ours_run_wallclock"
+    wall_train = train_ours(wall_dir, wall_steps) if not args.quick and wall_steps > steps else None
 
     # Prediction of the held-out cases, without and with mirroring; scored by our evaluator.
     images = flat_images(test_dir, out / "test_images")
@@ -408,24 +421,13 @@ def main(argv: list[str] | None = None) -> None:
             results.append((f"nnU-Net {config}", tta, stats, score(target, test_dir)))
     for tta in (False,) if args.no_mirroring else (False, True):
         target = out / f"pred_ours{'_tta' if tta else ''}"
-        shutil.rmtree(target, ignore_errors=True)
-        cmd = [
-            *ours,
-            "predict",
-            "-i",
-            str(test_dir),
-            "-o",
-            str(target),
-            "-m",
-            str(run_dir),
-            "--no-progress",
-            "--device",
-            args.device,
-            "--threads",
-            str(args.threads),
-        ] + (["--tta"] if tta else ["--no-tta"])
-        stats = run(cmd, env, f"ours predict tta={tta}")
+        stats = predict_ours(run_dir, target, tta)
         results.append((f"ours {args.ours_recipe}", tta, stats, score(target, test_dir)))
+    if wall_train is not None:
+        target = out / "pred_ours_wallclock"
+        stats = predict_ours(wall_dir, target, False)
+        name = f"ours {args.ours_recipe}, {wall_steps} steps in nnU-Net 2d's training time"
+        results.append((name, False, stats, score(target, test_dir)))
 
     # The KiTS-sized case: ours end to end, nnU-Net 2d end to end, 3d_fullres by timed tiles.
     big_images = flat_images(big, out / "big_images")
@@ -515,9 +517,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     lines += [
         "",
-        f"Training: {steps} optimizer steps each; nnU-Net 2d {theirs['2d']['s']:.0f} s, 3d_fullres "
+        f"Training: {steps} optimizer steps each in {min(epochs, steps)} epochs; nnU-Net 2d "
+        f"{theirs['2d']['s']:.0f} s, 3d_fullres "
         f"{theirs['3d_fullres']['s']:.0f} s ({steps_3d} steps), ours {ours_train['s']:.0f} s "
-        "(whole commands). Preprocessing per training case: nnU-Net plan + preprocess (2d and "
+        + (f"({wall_steps} steps: {wall_train['s']:.0f} s) " if wall_train else "")
+        + "(whole commands). Preprocessing per training case: nnU-Net plan + preprocess (2d and "
         f"3d_fullres) {plan['s'] / n_train:.1f} s, ours (read, fingerprint, resample, cache; in "
         f"`train`) {prepare_ours:.1f} s.",
     ]
