@@ -46,6 +46,9 @@ def synth(
     from_masks: Annotated[
         Path | None, typer.Option(help="Paint CT onto the label maps of this KiTS-layout folder instead.")
     ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes generating cases (the files do not depend on it).", min=1)
+    ] = 1,
     progress: ProgressOption = True,
 ) -> None:
     """Generate synthetic KiTS-like CT phantoms (imaging + segmentation + kits.json)."""
@@ -58,7 +61,14 @@ def synth(
     except ValueError as err:
         raise NephrosegInputError("synth options", str(err)) from err
     written = synthesize_cohort(
-        out, cases, seed, config, from_masks=from_masks, start_index=first_index, progress=progress
+        out,
+        cases,
+        seed,
+        config,
+        from_masks=from_masks,
+        start_index=first_index,
+        progress=progress,
+        workers=workers,
     )
     typer.echo(f"wrote {len(written)} cases to {out}")
 

@@ -6,6 +6,7 @@ held-out cases, evaluate, and write the report. Every stage resumes: re-running 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,7 +78,10 @@ def run_demo(
     train_dir, test_dir = out / "data", out / "test"
     predictions, run_dir = out / "predictions", out / "run"
     config = SynthConfig(size=settings.size, min_tumors=1, slice_thickness_mm=settings.slice_thickness_mm)
-    synthesize_cohort(train_dir, settings.train_cases, settings.seed, config, progress=progress)
+    workers = len(os.sched_getaffinity(0))  # the files do not depend on it: not a recorded setting
+    synthesize_cohort(
+        train_dir, settings.train_cases, settings.seed, config, progress=progress, workers=workers
+    )
     # A different cohort seed: the held-out cases share nothing with the training cases.
     synthesize_cohort(
         test_dir,
@@ -86,6 +90,7 @@ def run_demo(
         config,
         start_index=settings.train_cases,
         progress=progress,
+        workers=workers,
     )
     recipe = load_recipe(DEMO_RECIPE, profile=settings.profile)
     resume = (run_dir / "checkpoints" / "last.pt").exists()

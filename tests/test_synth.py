@@ -185,6 +185,20 @@ def test_cohort_resume_skips_complete_cases(tmp_path: Path) -> None:
     assert read_kits_json(out / "kits.json") == after
 
 
+def test_cohort_in_two_processes_writes_the_same_files(tmp_path: Path) -> None:
+    serial = synthesize_cohort(tmp_path / "serial", 3, seed=4, config=TINY, progress=False)
+    parallel = synthesize_cohort(tmp_path / "parallel", 3, seed=4, config=TINY, progress=False, workers=2)
+    assert [f.name for f in parallel] == [f.name for f in serial]
+    for one, other in zip(serial, parallel, strict=True):
+        for name in ("imaging.nii.gz", "segmentation.nii.gz"):
+            a, b = nib.load(one / name), nib.load(other / name)
+            assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+            assert np.array_equal(a.affine, b.affine)
+    assert read_kits_json(tmp_path / "parallel" / "kits.json") == read_kits_json(
+        tmp_path / "serial" / "kits.json"
+    )
+
+
 def test_cohort_start_index_and_progress(tmp_path: Path) -> None:
     folders = synthesize_cohort(tmp_path, 1, seed=2, config=SynthConfig.fast(size=32), start_index=7)
     assert [f.name for f in folders] == ["case_00007"]

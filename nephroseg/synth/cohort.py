@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,7 @@ def synthesize_cohort(
     from_masks: str | Path | None = None,
     start_index: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[Path]:
     """Write ``out_dir/case_XXXXX/{imaging,segmentation}.nii.gz`` and ``out_dir/kits.json``.
 
@@ -51,7 +54,8 @@ def synthesize_cohort(
     already exist is skipped. With ``from_masks`` every ``case_XXXXX/segmentation.nii.gz`` found
     there is painted (the ``start_index``-th onward, at most ``n_cases``), keeping its case id,
     voxels and affine; an accompanying ``kits.json`` there supplies the subtype, sex, age and BMI.
-    Returns the case folders, in order.
+    ``workers`` > 1 generates cases in that many processes; every case depends on its own seed
+    only, so the files are the same whatever the number. Returns the case folders, in order.
     """
     config = config or SynthConfig()
     if isinstance(n_cases, bool) or not isinstance(n_cases, int) or n_cases < 0:
@@ -74,25 +78,50 @@ def synthesize_cohort(
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = read_kits_json(out_dir / KITS_JSON) if (out_dir / KITS_JSON).exists() else {}
     records = dict(existing)
-    folders = []
+    folders = [out_dir / case_id for case_id, _ in jobs]
+    to_write = []
     with _progress(progress, len(jobs)) as advance:
         for case_id, mask_path in jobs:
             folder = out_dir / case_id
             case_seed = seed_sequence(seed, int(case_id.split("_")[1]))
-            imaging, segmentation = folder / IMAGING_NAME, folder / SEGMENTATION_NAME
-            if imaging.exists() and segmentation.exists():
+            if (folder / IMAGING_NAME).exists() and (folder / SEGMENTATION_NAME).exists():
                 if case_id not in records:
                     records[case_id] = _record_from_files(
-                        case_id, segmentation, case_seed, config, mask_path is not None, sources.get(case_id)
+                        case_id,
+                        folder / SEGMENTATION_NAME,
+                        case_seed,
+                        config,
+                        mask_path is not None,
+                        sources.get(case_id),
                     )
+                advance(case_id)
             else:
-                records[case_id] = _write_case(folder, case_seed, config, mask_path, sources.get(case_id))
-            folders.append(folder)
+                to_write.append((folder, case_seed, config, mask_path, sources.get(case_id)))
+        for case_id, record in _written(to_write, workers):
+            records[case_id] = record
             write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
             advance(case_id)
-    if not jobs:
+    if not to_write:
         write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
     return folders
+
+
+def _written(tasks: list[tuple], workers: int) -> Iterator[tuple[str, ClinicalRecord]]:
+    """(case id, record) for each case as it is written: in order in this process, or as they finish
+    in ``workers`` processes (spawned: the parent may hold torch's threads, which fork would copy)."""
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            yield task[0].name, _write_case(*task)
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+        futures = {pool.submit(_write_case, *task): task[0].name for task in tasks}
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except BaseException:  # a failed case or an interrupt: do not wait for the others
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _find_masks(folder: Path) -> list[Path]:
