@@ -180,25 +180,20 @@ def _checked_affine(path: Path, affine: np.ndarray) -> None:
 
 def _read_data(path: Path, image: nib.Nifti1Image, as_label: bool) -> np.ndarray:
     try:
+        if path.name.lower().endswith(".gz"):
+            # One decompression of the whole stream, trailer included: nibabel alone reads exactly the
+            # bytes the voxels take and stops before the gzip trailer, so a damaged stream could
+            # decode to wrong voxels without a word; gzip.decompress checks the CRC and length.
+            image = type(image).from_bytes(gzip.decompress(path.read_bytes()))
         if as_label:
             data = np.asanyarray(image.dataobj)
         else:
             data = image.get_fdata(dtype=np.float32, caching="unchanged")
-        if path.name.lower().endswith(".gz"):
-            _read_to_end(path)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError) as err:
         raise NephrosegInputError(
             path, f"image data cannot be read, the file is truncated or corrupt ({err})"
         ) from err
     return np.asarray(data)
-
-
-def _read_to_end(path: Path) -> None:
-    """nibabel reads exactly the bytes the voxels take and stops before the gzip trailer, so a
-    damaged stream can decode to wrong voxels without a word; reading to the end checks its CRC."""
-    with gzip.open(path, "rb") as stream:
-        while stream.read(1 << 24):
-            pass
 
 
 def _check_finite(path: Path, data: np.ndarray) -> None:
