@@ -66,8 +66,14 @@ shape, spacing = json.loads(sys.argv[-4]), json.loads(sys.argv[-3])
 n_tiles = int(sys.argv[-2])
 patch, target, order = list(cm.patch_size), list(cm.spacing), pm.transpose_forward
 shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]  # plans are transposed
-new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
-tiles = int(np.prod([len(s) for s in compute_steps_for_sliding_window(new_shape, patch, 0.5)]))
+if len(patch) == 2:  # 2d: the slices one by one, each tiled in-plane
+    inplane = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape[1:], spacing[1:], target, patch)]
+    new_shape = [shape[0], *inplane]
+    per_slice = int(np.prod([len(s) for s in compute_steps_for_sliding_window(inplane, patch, 0.5)]))
+    tiles = shape[0] * per_slice
+else:
+    new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
+    tiles = int(np.prod([len(s) for s in compute_steps_for_sliding_window(new_shape, patch, 0.5)]))
 x = torch.randn(1, 1, *patch)
 with torch.no_grad():
     net(x)
@@ -94,7 +100,7 @@ net, pm, cm = p.network.eval(), p.plans_manager, p.configuration_manager
 """
     + _TIMER_TAIL
 )
-# An untrained network built from a plan alone (arguments: plans file, dataset.json), as
+# An untrained network built from a plan alone (arguments: plans file, dataset.json, configuration), as
 # nnUNetPredictor builds it from a trained folder: a tile's cost does not depend on the weights.
 PLAN_TILE_TIMER = (
     _TIMER_HEAD
@@ -102,7 +108,7 @@ PLAN_TILE_TIMER = (
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 pm = PlansManager(sys.argv[1])
-cm = pm.get_configuration("3d_fullres")
+cm = pm.get_configuration(sys.argv[3])
 heads = pm.get_label_manager(json.load(open(sys.argv[2]))).num_segmentation_heads
 net = nnUNetTrainer.build_network_architecture(pm, cm, 1, heads, enable_deep_supervision=False).eval()
 """
@@ -199,9 +205,10 @@ def time_tiles(
     )
 
 
-def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, args) -> dict | None:
-    """nnU-Net's 3d_fullres plan for the KiTS-sized case itself (fingerprint + plan, no training),
-    and the time of its tiles on an untrained network of that plan; None if nnU-Net refuses."""
+def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, args) -> dict[str, dict]:
+    """nnU-Net's own plans for the KiTS-sized case (fingerprint + plan, no training), and the time of
+    the tiles of an untrained network of each, by configuration ('2d', '3d_fullres'); empty or
+    partial where nnU-Net refuses."""
     dataset_id, name = DATASET_ID + 1, "KiTSSized"
     raw = env["nnUNet_raw"]
     export = [*ours, "export-nnunet", "--data", str(big), "--out", raw, "--overwrite"]
@@ -211,22 +218,18 @@ def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, a
         done = subprocess.run([str(bin_dir / tool), "-d", str(dataset_id), *extra], env=env, check=False)
         if done.returncode != 0:
             print(f"[peer] {tool} failed on the KiTS-sized case; its plan is not timed", flush=True)
-            return None
+            return {}
     folder = f"Dataset{dataset_id:03d}_{name}"
     plans = Path(env["nnUNet_preprocessed"]) / folder / "nnUNetPlans.json"
-    timed = time_tiles(
-        bin_dir,
-        PLAN_TILE_TIMER,
-        [str(plans), str(Path(raw) / folder / "dataset.json")],
-        shape,
-        spacing,
-        args,
-        env,
-    )
-    if timed.returncode != 0:
-        print(f"[peer] timing the KiTS-sized plan failed:\n{timed.stderr[-2000:]}", flush=True)
-        return None
-    return json.loads(timed.stdout.strip().splitlines()[-1])
+    found = {}
+    for config in ("2d", "3d_fullres"):
+        inputs = [str(plans), str(Path(raw) / folder / "dataset.json"), config]
+        timed = time_tiles(bin_dir, PLAN_TILE_TIMER, inputs, shape, spacing, args, env)
+        if timed.returncode != 0:
+            print(f"[peer] timing the KiTS-sized {config} plan failed:\n{timed.stderr[-2000:]}", flush=True)
+            continue
+        found[config] = json.loads(timed.stdout.strip().splitlines()[-1])
+    return found
 
 
 def flat_images(cohort: Path, target: Path) -> Path:
@@ -472,7 +475,8 @@ def main(argv: list[str] | None = None) -> None:
     if tiles.returncode != 0:
         raise SystemExit(f"[peer] timing 3d_fullres tiles failed:\n{tiles.stderr[-2000:]}")
     tile = json.loads(tiles.stdout.strip().splitlines()[-1])
-    kits_tile = kits_plan_tiles(ours, bin_dir, big, env, shape, spacing, args)
+    kits_plans = kits_plan_tiles(ours, bin_dir, big, env, shape, spacing, args)
+    kits_tile = kits_plans.get("3d_fullres")
     theirs_3d_big_s = (kits_tile or tile)["tiles"] * (kits_tile or tile)["per_tile_s"]
     prepare_ours = json.loads((run_dir / "summary.json").read_text())["prepare_seconds_per_case"]
 
@@ -514,6 +518,14 @@ def main(argv: list[str] | None = None) -> None:
             f"| nnU-Net 3d_fullres, planned on this case | {n * per:.0f} | – | extrapolated: {n} tiles "
             f"of {patch} × {per:.2f} s (untrained network of nnU-Net's own plan for this case, "
             f"spacing {kits_tile['spacing']}), no mirroring |"
+        )
+    if "2d" in kits_plans:
+        plan_2d = kits_plans["2d"]
+        n, per, patch = plan_2d["tiles"], plan_2d["per_tile_s"], plan_2d["patch"]
+        lines.append(
+            f"| nnU-Net 2d, planned on this case | {n * per:.0f} | – | extrapolated: {n} tiles of {patch} × "
+            f"{per:.2f} s (untrained network of nnU-Net's own 2d plan for this case, spacing "
+            f"{plan_2d['spacing']}), network only: no reading, resampling or writing, no mirroring |"
         )
     lines += [
         "",
