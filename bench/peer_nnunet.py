@@ -66,14 +66,14 @@ shape, spacing = json.loads(sys.argv[-4]), json.loads(sys.argv[-3])
 n_tiles = int(sys.argv[-2])
 patch, target, order = list(cm.patch_size), list(cm.spacing), pm.transpose_forward
 shape, spacing = [shape[i] for i in order], [spacing[i] for i in order]  # plans are transposed
-if len(patch) == 2:  # 2d: the slices one by one, each tiled in-plane
-    inplane = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape[1:], spacing[1:], target, patch)]
-    new_shape = [shape[0], *inplane]
-    per_slice = int(np.prod([len(s) for s in compute_steps_for_sliding_window(inplane, patch, 0.5)]))
-    tiles = shape[0] * per_slice
-else:
-    new_shape = [max(int(round(s * sp / t)), ps) for s, sp, t, ps in zip(shape, spacing, target, patch)]
-    tiles = int(np.prod([len(s) for s in compute_steps_for_sliding_window(new_shape, patch, 0.5)]))
+lead = shape[: len(shape) - len(patch)]  # 2d: the slices, each tiled in-plane; 3d: none
+tiled = [
+    max(int(round(s * sp / t)), ps)
+    for s, sp, t, ps in zip(shape[len(lead) :], spacing[len(lead) :], target, patch)
+]
+new_shape = [*lead, *tiled]
+steps = compute_steps_for_sliding_window(tiled, patch, 0.5)
+tiles = int(np.prod(lead)) * int(np.prod([len(s) for s in steps]))
 x = torch.randn(1, 1, *patch)
 with torch.no_grad():
     net(x)
@@ -302,6 +302,12 @@ def main(argv: list[str] | None = None) -> None:
     steps = args.steps or (20 if args.quick else 250)
     steps_3d = args.steps_3d or (5 if args.quick else steps)
     epochs = args.epochs or (1 if args.quick else 10)
+
+    def split_steps(n_steps: int) -> tuple[int, int]:
+        """(epochs, steps per epoch) for ``n_steps`` steps: both tools split a budget the same way."""
+        n_epochs = min(epochs, n_steps)
+        return n_epochs, max(1, n_steps // n_epochs)
+
     n_train = args.cases or (6 if args.quick else 20)
     n_test = 2 if args.quick else 5
     out = args.out
@@ -363,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     # Training at equal optimizer steps.
     theirs = {}
     for config, config_steps in (("2d", steps), ("3d_fullres", steps_3d)):
+        n_epochs, per_epoch = split_steps(config_steps)
         theirs[config] = run(
             [
                 str(bin_dir / "nnUNetv2_train"),
@@ -374,19 +381,16 @@ def main(argv: list[str] | None = None) -> None:
                 "-device",
                 args.device,
             ],
-            {
-                **env,
-                "BENCH_EPOCHS": str(min(epochs, config_steps)),
-                "BENCH_STEPS": str(max(1, config_steps // min(epochs, config_steps))),
-            },
+            {**env, "BENCH_EPOCHS": str(n_epochs), "BENCH_STEPS": str(per_epoch)},
             f"nnU-Net train {config} ({config_steps} steps)",
         )
 
     def train_ours(folder: Path, n_steps: int) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
+        n_epochs, per_epoch = split_steps(n_steps)
         overrides = [
-            f"train.iterations_per_epoch={max(1, n_steps // min(epochs, n_steps))}",
-            f"train.epochs={min(epochs, n_steps)}",
+            f"train.iterations_per_epoch={per_epoch}",
+            f"train.epochs={n_epochs}",
             "train.split.kind=holdout",
             "train.split.val_cases=1",
         ]
@@ -529,7 +533,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     lines += [
         "",
-        f"Training: {steps} optimizer steps each in {min(epochs, steps)} epochs; nnU-Net 2d "
+        f"Training: {steps} optimizer steps each in {split_steps(steps)[0]} epochs; nnU-Net 2d "
         f"{theirs['2d']['s']:.0f} s, 3d_fullres "
         f"{theirs['3d_fullres']['s']:.0f} s ({steps_3d} steps), ours {ours_train['s']:.0f} s "
         + (f"({wall_steps} steps: {wall_train['s']:.0f} s) " if wall_train else "")
