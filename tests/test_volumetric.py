@@ -414,6 +414,10 @@ def test_dynunet3d_plan_deep_supervision_forward_backward() -> None:
     assert isinstance(outputs, list) and len(outputs) >= 2
     assert all(o.shape == (2, 3, 16, 16, 16) for o in outputs)
     loss = build_volumetric_loss(True)(outputs, target)
+    head_losses = [build_volumetric_loss(False)(o, target).item() for o in outputs]
+    weights = [0.5**i for i in range(len(outputs))]  # nnU-Net: 1, 1/2, 1/4 … divided by their sum
+    expected = sum(w * h for w, h in zip(weights, head_losses, strict=True)) / sum(weights)
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
     loss.backward()
     assert torch.isfinite(loss)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

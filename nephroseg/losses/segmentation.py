@@ -8,7 +8,7 @@ is won or lost on the tumor).
 from __future__ import annotations
 
 import torch
-from monai.losses import DiceLoss
+from monai.losses import DeepSupervisionLoss, DiceLoss
 from segmentation_models_pytorch.losses import LovaszLoss
 from torch import Tensor, nn
 
@@ -47,3 +47,13 @@ def build_loss(spec: TrainSpec, num_classes: int) -> SegmentationLoss:
         raise ValueError(f"train.class_weights has {len(weights)} values for {num_classes} classes")
     region = {"ce": None, "ce_lovasz": "lovasz", "dice_ce": "dice"}[spec.loss]
     return SegmentationLoss(weights, region, spec.lovasz_weight if region == "lovasz" else 1.0)
+
+
+class NormalizedDeepSupervisionLoss(DeepSupervisionLoss):
+    """MONAI's deep supervision with its weights 1, 1/2, 1/4, … divided by their sum, as nnU-Net does:
+    unnormalized, four heads scale the loss, and with it SGD's effective learning rate, by 1.875."""
+
+    def get_weights(self, levels: int = 1) -> list[float]:
+        weights = super().get_weights(levels)
+        total = sum(weights)
+        return [w / total for w in weights]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.losses import DeepSupervisionLoss, DiceCELoss
+from monai.losses import DiceCELoss
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
@@ -26,6 +26,7 @@ from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.inference.sliding import VolumetricSegmenter
 from nephroseg.io import KitsCase, atomic_write_text, find_cases
+from nephroseg.losses import NormalizedDeepSupervisionLoss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model
 from nephroseg.models.dynunet3d import plan_unet
@@ -97,9 +98,9 @@ def plan_recipe(recipe: Recipe, fingerprint: Fingerprint) -> Recipe:
 
 def build_volumetric_loss(deep_supervision: bool) -> torch.nn.Module:
     """Dice (foreground classes, batch Dice) + cross-entropy; with deep supervision the heads are
-    weighted 1, 1/2, 1/4, … (MONAI's ``exp`` mode, as nnU-Net)."""
+    weighted 1, 1/2, 1/4, … normalized to sum 1 (as nnU-Net)."""
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    return DeepSupervisionLoss(dice_ce, weight_mode="exp") if deep_supervision else dice_ce
+    return NormalizedDeepSupervisionLoss(dice_ce, weight_mode="exp") if deep_supervision else dice_ce
 
 
 def _settings(recipe: Recipe) -> VolumetricSettings:
