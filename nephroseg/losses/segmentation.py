@@ -2,7 +2,8 @@
 
 The Lovász-Softmax term is segmentation-models-pytorch's implementation of Berman et al. 2018;
 the Dice term is MONAI's. Weights on the classes let the rare tumor class count (the brief: accuracy
-is won or lost on the tumor).
+is won or lost on the tumor). Deep supervision (3D) is MONAI's wrapper with nnU-Net's normalized
+weights.
 """
 
 from __future__ import annotations
