@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the CLI reads DemoSettings' defaults at start-up: keep this module light
     from nephroseg.metrics import Evaluation
+    from nephroseg.recipe import Recipe
 
 DEMO_RECIPE = "resunet25d"
 DEMO_PROFILE = "demo"
@@ -40,13 +41,17 @@ class DemoResult:
         return self.evaluation.composite_dice
 
 
-def _check_same_settings(out: Path, settings: DemoSettings) -> None:
-    """Resuming is only sound with the settings the folder was made with: refuse otherwise (a run
-    trained on another cohort would be reused silently), and record them on the first run."""
+def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe) -> None:
+    """Resuming is only sound with the settings and the resolved recipe the folder was made with:
+    refuse otherwise (a run trained on another cohort, or by an older recipe, would be reused
+    silently), and record them on the first run."""
     from nephroseg.errors import NephrosegInputError
     from nephroseg.io import atomic_write_text
 
-    record, wanted = out / "demo_settings.json", json.loads(json.dumps(asdict(settings)))
+    record = out / "demo_settings.json"
+    wanted = json.loads(
+        json.dumps({**asdict(settings), "recipe": recipe.model_dump(mode="json", exclude={"profiles"})})
+    )
     if record.exists():
         found = json.loads(record.read_text(encoding="utf-8"))
         changed = sorted(k for k in wanted if found.get(k) != wanted[k])
@@ -74,7 +79,8 @@ def run_demo(
     from nephroseg.training import train
 
     out = Path(out)
-    _check_same_settings(out, settings)
+    recipe = load_recipe(DEMO_RECIPE, profile=settings.profile)
+    _check_same_settings(out, settings, recipe)
     train_dir, test_dir = out / "data", out / "test"
     predictions, run_dir = out / "predictions", out / "run"
     config = SynthConfig(size=settings.size, min_tumors=1, slice_thickness_mm=settings.slice_thickness_mm)
@@ -92,7 +98,6 @@ def run_demo(
         progress=progress,
         workers=workers,
     )
-    recipe = load_recipe(DEMO_RECIPE, profile=settings.profile)
     resume = (run_dir / "checkpoints" / "last.pt").exists()
     train(
         train_dir,

@@ -35,3 +35,12 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     code, _, stderr = run_cli(other, capsys)
     assert code == 2 and "other settings (train_cases)" in stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+    # So is a folder whose run an older recipe trained (the record holds the resolved recipe).
+    record = out / "demo_settings.json"
+    made_by = json.loads(record.read_text())
+    made_by["recipe"]["augment"]["rotate_deg"] += 1.0
+    record.write_text(json.dumps(made_by))
+    code, _, stderr = run_cli([*args, "--size", "48", "--no-progress"], capsys)
+    assert code == 2 and "other settings (recipe)" in stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
