@@ -73,7 +73,7 @@ def _exported(model: torch.nn.Module):
     from nephroseg.recipe import load_recipe
 
     folder = Path(tempfile.mkdtemp())
-    recipe = load_recipe("resunet25d", profile="demo")
+    recipe = load_recipe("resunet25d", profile="quick")
     path = export_onnx(SegmentationModel(model.eval(), recipe), folder / "demo.onnx")
     return OnnxNetwork(path, threads=torch.get_num_threads())
 

@@ -2,14 +2,16 @@
 recipe overrides, a different cohort seed or a different number of training cases.
 
     OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [test_start=T] [ntest=M]
-        [key=value ...]
+        [profile=P] [coarse=RUN] [key=value ...]
 
 Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and ``M`` (default
 6, as the demo) held-out cases from seed ``S + 1`` numbered from ``T`` (default ``N``), as
 ``nephroseg demo`` does (case i is generated from (seed, i), so fix ``T`` to compare training-set
 sizes on the same cases); trains ``resunet25d --profile demo`` with the overrides; predicts and
 scores the held-out cases; appends one JSON line to ``OUT/results.jsonl`` (``--out``, default
-bench_out/demo_variants).
+bench_out/demo_variants). ``profile=P`` starts from the recipe's profile ``P`` instead of ``demo``
+(e.g. ``demo_coarse``, the demo cascade's first stage). ``coarse=RUN`` predicts with the variant
+``RUN`` (``OUT/run_RUN``) as the coarse stage of a cascade, for a kidney-crop variant.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def main() -> None:
 
     defaults = DemoSettings()
     seed, n_train, test_start, overrides = defaults.seed, defaults.train_cases, None, []
-    n_test = defaults.test_cases
+    n_test, coarse, profile = defaults.test_cases, None, DEMO_PROFILE
     for item in args.overrides:
         key, _, value = item.partition("=")
         if key == "seed":
@@ -48,6 +50,10 @@ def main() -> None:
             test_start = int(value)
         elif key == "ntest":
             n_test = int(value)
+        elif key == "profile":
+            profile = value
+        elif key == "coarse":
+            coarse = args.out / f"run_{value}"
         else:
             overrides.append(item)
     test_start = n_train if test_start is None else test_start
@@ -57,13 +63,14 @@ def main() -> None:
     synthesize_cohort(data, n_train, seed, config, progress=False)
     synthesize_cohort(test, n_test, seed + 1, config, start_index=test_start, progress=False)
 
-    recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE, overrides=overrides)
+    recipe = load_recipe(DEMO_RECIPE, profile=profile, overrides=overrides)
     run = args.out / f"run_{args.name}"
     started = time.perf_counter()
     train(data, recipe, run, seed=seed, resume=(run / "checkpoints" / "last.pt").exists(), progress=False)
     train_seconds = time.perf_counter() - started
     predictions = args.out / f"pred_{args.name}_n{n_test}"
-    predict(test, predictions, [run], overwrite=True, progress=False)
+    coarse_models = [coarse] if coarse else None
+    predict(test, predictions, [run], overwrite=True, progress=False, coarse_models=coarse_models)
     scores = evaluate_folders(predictions, test).mean
     line = {
         "name": args.name,
@@ -71,7 +78,9 @@ def main() -> None:
         "train_cases": n_train,
         "test_start": test_start,
         "test_cases": n_test,
+        "profile": profile,
         "overrides": overrides,
+        "coarse": coarse.name if coarse else None,
         "composite_dice": round(scores["composite_dice"], 4),
         "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),
         "tumor_dice": round(scores["tumor_dice"], 4),

@@ -5,8 +5,8 @@
 Writes each volume as KiTS ships it (``imaging.nii.gz`` would take minutes to compress at 1000
 slices, so the uncompressed ``.nii``; same I-P-L axes, int16), predicts it in a child process
 with ``--max-memory 4GB`` and reports the child's peak resident memory next to the guard's
-estimate. Without ``--model`` the demo recipe's network is used untrained: memory and time do not
-depend on the weights (accuracy is not measured here).
+estimate. Without ``--model`` the quick profile's network (2.4 mm, width 0.25) is used untrained:
+memory and time do not depend on the weights (accuracy is not measured here).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def untrained_checkpoint(path: Path) -> Path:
     from nephroseg.recipe import load_recipe
     from nephroseg.training.checkpoint import save_checkpoint
 
-    recipe = load_recipe("resunet25d", profile="demo")
+    recipe = load_recipe("resunet25d", profile="quick")
     torch.manual_seed(0)
     network = build_model(recipe.model)
     return save_checkpoint(

@@ -1,10 +1,12 @@
 """How a run trained on procedural phantoms does on CT painted onto the real KiTS19 label masks.
 
-    OMP_NUM_THREADS=1 python bench/painted_transfer.py RUN [--painted DIR] [--masks ../shared/kits19]
+    OMP_NUM_THREADS=1 python bench/painted_transfer.py RUN [--coarse RUN] [--painted DIR]
+        [--masks ../shared/kits19]
 
 Paints (once; cases already there are kept) every mask folder of ``--masks`` into ``--painted``
 (default bench_out/painted, the same cohort ``bench/zoo.py`` paints), predicts them with ``RUN``,
-scores them and prints the mean and per-case KiTS Dice with each case's radiographic tumor size.
+scores them (``--coarse``: with that run as the coarse stage of a cascade) and prints the mean
+and per-case KiTS Dice with each case's radiographic tumor size.
 Skips cleanly when the masks are absent (they are not part of a clone).
 """
 
@@ -23,6 +25,7 @@ def main() -> None:
     parser.add_argument("--painted", type=Path, default=REPO / "bench_out" / "painted")
     parser.add_argument("--masks", type=Path, default=REPO.parent / "shared" / "kits19")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--coarse", type=Path, help="coarse run of a cascade (RUN: its kidney-crop model)")
     args = parser.parse_args()
     if not args.masks.is_dir():
         raise SystemExit(f"skipped: no KiTS19 masks at {args.masks}")
@@ -34,7 +37,8 @@ def main() -> None:
     n_cases = len(list(args.masks.glob("case_*")))
     synthesize_cohort(args.painted, n_cases, args.seed, SynthConfig(), from_masks=args.masks)
     predictions = args.painted.parent / f"{args.painted.name}_pred_{args.run.name}"
-    predict(args.painted, predictions, [args.run], overwrite=True, progress=True)
+    coarse = [args.coarse] if args.coarse else None
+    predict(args.painted, predictions, [args.run], overwrite=True, progress=True, coarse_models=coarse)
     scores = evaluate_folders(predictions, args.painted)
     records = json.loads((args.masks / "kits.json").read_text())
     sizes = {c["case_id"]: c.get("radiographic_size") for c in records}

@@ -4,7 +4,7 @@ The Python API and the command line are the same functions::
 
     import nephroseg
     nephroseg.synthesize("data", n_cases=10, seed=0, config=nephroseg.SynthConfig(size=192))
-    run = nephroseg.train("data", nephroseg.load_recipe("resunet25d", profile="demo"), "run")
+    run = nephroseg.train("data", nephroseg.load_recipe("resunet25d", profile="demo_coarse"), "run")
     nephroseg.predict("scans/", "labels/", ["run"])
     nephroseg.evaluate("labels/", "data/").mean["composite_dice"]
 

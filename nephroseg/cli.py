@@ -200,7 +200,10 @@ def predict(
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all).", min=1)] = None,
     coarse_model: Annotated[
         list[Path] | None,
-        typer.Option(help="3D models only: a low-resolution run that finds the kidneys first (repeatable)."),
+        typer.Option(
+            help="A run that finds the kidneys first (repeatable): a low-resolution 3D model for 3D "
+            "models, any model for a 2.5D kidney-crop model (the cascade)."
+        ),
     ] = None,
     format_: Annotated[
         str, typer.Option("--format", help="Output format: nifti, nrrd, mha, or dicom-seg (DICOM input).")
@@ -340,7 +343,13 @@ def demo(
     train_cases: Annotated[int, typer.Option(help="Generated training cases.", min=2)] = _DEMO.train_cases,
     test_cases: Annotated[int, typer.Option(help="Generated held-out cases.", min=1)] = _DEMO.test_cases,
     size: Annotated[int, typer.Option(help="In-plane size of the generated cases.", min=32)] = _DEMO.size,
-    profile: Annotated[str, typer.Option(help="Profile of the resunet25d recipe to train.")] = _DEMO.profile,
+    profile: Annotated[
+        str,
+        typer.Option(
+            help="Profile of the resunet25d recipe to train; a PROFILE_coarse profile, when the recipe "
+            "has one, is trained first as the cascade's kidney finder."
+        ),
+    ] = _DEMO.profile,
     seed: Annotated[int, typer.Option(help="Cohort and training seed.")] = _DEMO.seed,
     progress: ProgressOption = True,
 ) -> None:

@@ -41,16 +41,20 @@ class DemoResult:
         return self.evaluation.composite_dice
 
 
-def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe) -> None:
-    """Resuming is only sound with the settings and the resolved recipe the folder was made with:
+def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coarse: Recipe | None) -> None:
+    """Resuming is only sound with the settings and the resolved recipes the folder was made with:
     refuse otherwise (a run trained on another cohort, or by an older recipe, would be reused
     silently), and record them on the first run."""
     from nephroseg.errors import NephrosegInputError
     from nephroseg.io import atomic_write_text
 
     record = out / "demo_settings.json"
+
+    def resolved(r: Recipe | None):
+        return None if r is None else r.model_dump(mode="json", exclude={"profiles"})
+
     wanted = json.loads(
-        json.dumps({**asdict(settings), "recipe": recipe.model_dump(mode="json", exclude={"profiles"})})
+        json.dumps({**asdict(settings), "recipe": resolved(recipe), "coarse_recipe": resolved(coarse)})
     )
     if record.exists():
         found = json.loads(record.read_text(encoding="utf-8"))
@@ -68,21 +72,31 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe) -> N
         atomic_write_text(record, json.dumps(wanted, indent=1))
 
 
+def demo_recipes(profile: str) -> tuple[Recipe, Recipe | None]:
+    """The demo's model and, when the recipe has a ``{profile}_coarse`` profile, the coarse model of
+    its cascade (the model then segments a box around each kidney the coarse one finds)."""
+    from nephroseg.recipe import load_recipe
+
+    recipe = load_recipe(DEMO_RECIPE, profile=profile)
+    coarse_profile = f"{profile}_coarse"
+    coarse = load_recipe(DEMO_RECIPE, profile=coarse_profile) if coarse_profile in recipe.profiles else None
+    return recipe, coarse
+
+
 def run_demo(
     out: str | Path, *, settings: DemoSettings = DemoSettings(), progress: bool = True
 ) -> DemoResult:
     from nephroseg.inference import predict
     from nephroseg.metrics import evaluate_folders, write_evaluation
-    from nephroseg.recipe import load_recipe
     from nephroseg.report.build import build_report
     from nephroseg.synth import SynthConfig, synthesize_cohort
     from nephroseg.training import train
 
     out = Path(out)
-    recipe = load_recipe(DEMO_RECIPE, profile=settings.profile)
-    _check_same_settings(out, settings, recipe)
+    recipe, coarse_recipe = demo_recipes(settings.profile)
+    _check_same_settings(out, settings, recipe, coarse_recipe)
     train_dir, test_dir = out / "data", out / "test"
-    predictions, run_dir = out / "predictions", out / "run"
+    predictions, run_dir, coarse_dir = out / "predictions", out / "run", out / "run_coarse"
     config = SynthConfig(size=settings.size, min_tumors=1, slice_thickness_mm=settings.slice_thickness_mm)
     workers = len(os.sched_getaffinity(0))  # the files do not depend on it: not a recorded setting
     synthesize_cohort(
@@ -98,17 +112,26 @@ def run_demo(
         progress=progress,
         workers=workers,
     )
-    resume = (run_dir / "checkpoints" / "last.pt").exists()
-    train(
-        train_dir,
-        recipe,
-        run_dir,
-        seed=settings.seed,
-        resume=resume,
+    stages = [(coarse_recipe, coarse_dir)] if coarse_recipe is not None else []
+    for stage_recipe, stage_dir in [*stages, (recipe, run_dir)]:
+        train(
+            train_dir,
+            stage_recipe,
+            stage_dir,
+            seed=settings.seed,
+            resume=(stage_dir / "checkpoints" / "last.pt").exists(),
+            device=settings.device,
+            progress=progress,
+        )
+    predict(
+        test_dir,
+        predictions,
+        [run_dir],
         device=settings.device,
+        overwrite=True,
         progress=progress,
+        coarse_models=[coarse_dir] if stages else None,
     )
-    predict(test_dir, predictions, [run_dir], device=settings.device, overwrite=True, progress=progress)
     evaluation = evaluate_folders(predictions, test_dir)
     write_evaluation(evaluation, out)
     report = build_report(predictions, test_dir, out, gt_dir=test_dir, run_dir=run_dir, progress=progress)

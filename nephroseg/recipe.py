@@ -53,6 +53,12 @@ class PreprocessSpec(_Strict):
         None, gt=0, description="in-plane spacing the model sees; None keeps the source"
     )
     size: int = Field(512, ge=16, description="in-plane training crop (pixels) after resampling")
+    kidney_crop_mm: float | None = Field(
+        None,
+        gt=0,
+        description="the refine stage of a 2.5D cascade: trained on, and applied to, in-plane boxes of "
+        "this half-width around each kidney, found at prediction by a coarse model (--coarse-model)",
+    )
     zscore_mean: float | None = None  # filled in from the training cohort when normalization is zscore
     zscore_std: float | None = None
 

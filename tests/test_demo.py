@@ -11,7 +11,8 @@ from test_cli import run_cli
 
 def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--profile", "tiny", "--train-cases", "3", "--test-cases", "2"]
+    # The tests' cascade: a coarse model finds the kidneys, the demo model segments a box around each.
+    args = ["demo", "--out", str(out), "--profile", "tiny_cascade", "--train-cases", "3", "--test-cases", "2"]
     code, stdout, stderr = run_cli([*args, "--size", "48", "--no-progress"], capsys)
     assert code == 0, stderr
     last = stdout.strip().splitlines()[-1]
@@ -24,6 +25,7 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     ]
     assert (out / "report.md").is_file() and (out / "figures" / "curves.png").is_file()
     assert (out / "run" / "checkpoints" / "best.pt").is_file()
+    assert (out / "run_coarse" / "checkpoints" / "best.pt").is_file()
 
     # Re-running resumes: finished stages are reused, the score is the same.
     code, stdout_again, _ = run_cli([*args, "--size", "48", "--no-progress"], capsys)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from nephroseg.preprocess.kidney_boxes import largest_component_per_side
+
 KIDNEY_MARGIN_MM = 10.0
 
 
@@ -17,21 +19,9 @@ def keep_kidney_components(labels: np.ndarray, midline: float | None = None) -> 
     """Keep the largest foreground (kidney + tumor) component on each side of the volume's midline
     (patient right and left: canonical x axis; ``midline`` in this array's columns, by default its
     centre); every other foreground component becomes background."""
-    components, n = ndimage.label(labels > 0)
-    if n <= 1:
+    components, keep = largest_component_per_side(labels > 0, midline)
+    if components.max() <= 1:
         return labels
-    sizes = ndimage.sum_labels(
-        np.ones_like(components, dtype=np.int32), components, index=np.arange(1, n + 1)
-    )
-    centres = ndimage.center_of_mass(
-        np.ones_like(components, dtype=np.uint8), components, np.arange(1, n + 1)
-    )
-    midline = labels.shape[2] / 2.0 if midline is None else midline
-    keep = []
-    for side in (True, False):
-        members = [i for i in range(n) if (centres[i][2] < midline) == side]
-        if members:
-            keep.append(1 + max(members, key=lambda i: sizes[i]))
     out = labels.copy()
     out[~np.isin(components, keep)] = 0
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 
 from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
+from nephroseg.inference.cascade import KidneyCropSegmenter
 from nephroseg.inference.guards import (
     activations_per_pixel,
     activations_per_voxel,
@@ -78,17 +80,30 @@ def plan_outputs(
 
 
 def check_jobs_fit(
-    jobs: list[PredictionJob], segmenter: Segmenter | VolumetricSegmenter, allowed: int
+    jobs: list[PredictionJob], segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter, allowed: int
 ) -> None:
     """Refuse, before any prediction, a volume whose estimated peak memory exceeds ``allowed`` bytes."""
-    estimate = (
-        _volumetric_estimator(segmenter)
-        if isinstance(segmenter, VolumetricSegmenter)
-        else _slice_estimator(segmenter)
-    )
+    estimate = _estimator(segmenter)
     for job in jobs:
         shape, spacing = canonical_shape_and_spacing(*read_geometry(job.source))
         check_memory(job.source, estimate(shape, spacing), allowed)
+
+
+def _estimator(segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter):
+    """Peak bytes for a (shape, spacing): a cascade's stages run in turn, the refine one on a box."""
+    if isinstance(segmenter, KidneyCropSegmenter):
+        coarse, fine = _estimator(segmenter.coarse), _slice_estimator(segmenter.fine)
+        half = segmenter.half_width_mm
+
+        def cascade(shape, spacing) -> int:
+            inplane = zip(shape[1:], spacing[1:], strict=True)
+            box = (shape[0], *(min(n, math.ceil(2 * half / s)) for n, s in inplane))
+            return max(coarse(shape, spacing), fine(box, spacing))
+
+        return cascade
+    if isinstance(segmenter, VolumetricSegmenter):
+        return _volumetric_estimator(segmenter)
+    return _slice_estimator(segmenter)
 
 
 def _slice_estimator(segmenter: Segmenter):

@@ -253,15 +253,31 @@ def make_segmenter(
 ):
     """The segmenter the models need: sliding windows for 3D models (``tta`` True or False overrides
     the recipe's ``volumetric.mirror_tta``; None keeps it), slice stacks for 2D/2.5D ones (mirrored
-    only when ``tta`` is True); ``coarse_models`` (3D) localize the kidneys first (coarse-to-fine)."""
+    only when ``tta`` is True). ``coarse_models`` localize the kidneys first: for 3D models one box
+    around both (coarse-to-fine), for 2.5D kidney-crop models one per kidney (``inference.cascade``)."""
     from nephroseg.inference.segmenter import Segmenter
 
     kinds = {is_volumetric(m) for m in models}
     if len(kinds) != 1:
         raise NephrosegInputError("--model", "cannot ensemble 3D models with 2D/2.5D models")
     if not kinds.pop():
-        if coarse_models:
-            raise NephrosegInputError("--coarse-model", "coarse-to-fine needs 3D models")
-        return Segmenter(models, device, batch_size=batch_size, tta=bool(tta), bf16=bf16)
+        segmenter = Segmenter(models, device, batch_size=batch_size, tta=bool(tta), bf16=bf16)
+        refine = {m.recipe.preprocess.kidney_crop_mm is not None for m in models}
+        if len(refine) != 1:
+            raise NephrosegInputError("--model", "cannot ensemble kidney-crop models with whole-slice ones")
+        if not refine.pop():
+            if coarse_models:
+                raise NephrosegInputError(
+                    "--coarse-model", "a 2.5D model refines only when trained on kidney crops"
+                )
+            return segmenter
+        if not coarse_models:
+            raise NephrosegInputError(
+                "--model", "a kidney-crop model needs --coarse-model to find the kidneys first"
+            )
+        from nephroseg.inference.cascade import KidneyCropSegmenter
+
+        coarse_segmenter = make_segmenter(coarse_models, device, batch_size=batch_size, bf16=bf16)
+        return KidneyCropSegmenter(coarse_segmenter, segmenter)
     coarse = VolumetricSegmenter(coarse_models, device) if coarse_models else None
     return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse)

@@ -13,7 +13,14 @@ from nephroseg.preprocess.intensity import (
     normalize_hu,
     padding_value,
 )
-from nephroseg.preprocess.prepare import PreparedCase, prepare_case, prepare_volumes, resample_hu
+from nephroseg.preprocess.kidney_boxes import kidney_boxes
+from nephroseg.preprocess.prepare import (
+    PreparedCase,
+    prepare_case,
+    prepare_kidney_crops,
+    prepare_volumes,
+    resample_hu,
+)
 from nephroseg.preprocess.stacks import neighbour_indices, slice_stacks
 
 __all__ = [
@@ -22,11 +29,13 @@ __all__ = [
     "foreground_statistics",
     "inplane_shape",
     "intensity_transform",
+    "kidney_boxes",
     "neighbour_indices",
     "normalize_hu",
     "pad_to_multiple",
     "padding_value",
     "prepare_case",
+    "prepare_kidney_crops",
     "prepare_volumes",
     "resample_hu",
     "resize_slices",

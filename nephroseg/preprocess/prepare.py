@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from nephroseg.errors import NephrosegInputError
 from nephroseg.io import KitsCase, Volume, atomic_path, load_case
 from nephroseg.preprocess.geometry import inplane_shape, resize_slices
+from nephroseg.preprocess.kidney_boxes import kidney_boxes
 
 CACHE_VERSION = 1
 
@@ -65,29 +67,28 @@ def prepare_volumes(
     return PreparedCase(case_id, hu16, lab, spacing)
 
 
-def _cache_key(case: KitsCase, spacing_mm: float | None) -> str:
+def _cache_key(case: KitsCase, *settings) -> str:
     def stamp(path: Path | None) -> list:
         if path is None:
             return []
         stat = path.stat()
         return [str(path.resolve()), stat.st_size, stat.st_mtime_ns]
 
-    payload = json.dumps([CACHE_VERSION, spacing_mm, stamp(case.imaging), stamp(case.segmentation)])
+    payload = json.dumps([CACHE_VERSION, *settings, stamp(case.imaging), stamp(case.segmentation)])
     return hashlib.sha1(payload.encode()).hexdigest()[:16]
 
 
-def prepare_case(case: KitsCase, spacing_mm: float | None, cache_dir: Path | None = None) -> PreparedCase:
-    """Prepared arrays for a case, from the cache when the source files and settings are unchanged."""
-    if cache_dir is None:
-        return prepare_volumes(case.case_id, *load_case(case), spacing_mm)
-    folder = Path(cache_dir) / f"{case.case_id}-{_cache_key(case, spacing_mm)}"
+def _load_cached(folder: Path, case_id: str) -> PreparedCase | None:
     meta_path = folder / "meta.json"
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        hu = np.load(folder / "hu.npy", mmap_mode="r")
-        label = np.load(folder / "label.npy", mmap_mode="r") if meta["has_label"] else None
-        return PreparedCase(case.case_id, hu, label, tuple(meta["spacing"]))
-    prepared = prepare_volumes(case.case_id, *load_case(case), spacing_mm)
+    if not meta_path.exists():
+        return None
+    meta = json.loads(meta_path.read_text())
+    hu = np.load(folder / "hu.npy", mmap_mode="r")
+    label = np.load(folder / "label.npy", mmap_mode="r") if meta["has_label"] else None
+    return PreparedCase(case_id, hu, label, tuple(meta["spacing"]))
+
+
+def _store(folder: Path, prepared: PreparedCase) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "hu.npy") as tmp:
         np.save(tmp, prepared.hu, allow_pickle=False)
@@ -95,6 +96,55 @@ def prepare_case(case: KitsCase, spacing_mm: float | None, cache_dir: Path | Non
         with atomic_path(folder / "label.npy") as tmp:
             np.save(tmp, prepared.label, allow_pickle=False)
     # meta.json is written last: its presence means the entry is complete.
-    with atomic_path(meta_path) as tmp:
+    with atomic_path(folder / "meta.json") as tmp:
         tmp.write_text(json.dumps({"spacing": prepared.spacing, "has_label": prepared.label is not None}))
+
+
+def prepare_case(case: KitsCase, spacing_mm: float | None, cache_dir: Path | None = None) -> PreparedCase:
+    """Prepared arrays for a case, from the cache when the source files and settings are unchanged."""
+    if cache_dir is None:
+        return prepare_volumes(case.case_id, *load_case(case), spacing_mm)
+    folder = Path(cache_dir) / f"{case.case_id}-{_cache_key(case, spacing_mm)}"
+    cached = _load_cached(folder, case.case_id)
+    if cached is not None:
+        return cached
+    prepared = prepare_volumes(case.case_id, *load_case(case), spacing_mm)
+    _store(folder, prepared)
     return prepared
+
+
+def crop_volume(volume: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    """The part of a (canonical) volume inside ``box``: same spacing, array only."""
+    return replace(volume, array=np.ascontiguousarray(volume.array[box]))
+
+
+def prepare_kidney_crops(
+    case: KitsCase, spacing_mm: float | None, half_width_mm: float, cache_dir: Path | None = None
+) -> list[PreparedCase]:
+    """A labelled case as the refine stage of a cascade trains on it: one prepared crop per kidney
+    (``kidney_boxes`` of the true labels), cut on the source grid and then resampled, so the finer
+    grid is paid for the kidney only. Cached like ``prepare_case``."""
+    folder = None
+    if cache_dir is not None:
+        folder = Path(cache_dir) / f"{case.case_id}-{_cache_key(case, spacing_mm, 'kidneys', half_width_mm)}"
+        done = folder / "boxes.json"
+        if done.exists():
+            count = json.loads(done.read_text())["count"]
+            loaded = [_load_cached(folder / str(i), f"{case.case_id}-kidney{i}") for i in range(count)]
+            return [c for c in loaded if c is not None]
+    image, label = load_case(case)
+    if label is None:
+        raise NephrosegInputError(case.imaging, "a kidney-crop model trains on labelled cases only")
+    boxes = kidney_boxes(label.array, label.spacing, half_width_mm)
+    crops = [
+        prepare_volumes(
+            f"{case.case_id}-kidney{i}", crop_volume(image, box), crop_volume(label, box), spacing_mm
+        )
+        for i, box in enumerate(boxes)
+    ]
+    if folder is not None:
+        for i, crop in enumerate(crops):
+            _store(folder / str(i), crop)
+        with atomic_path(folder / "boxes.json") as tmp:  # written last: the entry is complete
+            tmp.write_text(json.dumps({"count": len(crops)}))
+    return crops

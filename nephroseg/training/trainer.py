@@ -30,9 +30,9 @@ from nephroseg.losses import build_loss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model, model_info, parameter_count
 from nephroseg.models.weights import load_local_weights
-from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_case
+from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_case, prepare_kidney_crops
 from nephroseg.progress import progress_bar
-from nephroseg.recipe import Recipe, TrainSpec
+from nephroseg.recipe import PreprocessSpec, Recipe, TrainSpec
 from nephroseg.runtime import resolve_device
 from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
 from nephroseg.training.logs import RunLog
@@ -85,12 +85,18 @@ def weight_average(network: torch.nn.Module, decay: float | None) -> AveragedMod
     return AveragedModel(network, avg_fn=ema, use_buffers=True)
 
 
-def _prepare_all(cases, spacing_mm, cache_dir: Path, progress: Progress, label: str) -> list[PreparedCase]:
+def _prepare_all(
+    cases, spec: PreprocessSpec, cache_dir: Path, progress: Progress, label: str
+) -> list[PreparedCase]:
+    """The cases on the model's grid; for a kidney-crop (refine) model, one crop per kidney."""
     task = progress.add_task(label, total=len(cases), status="")
     prepared = []
     for case in cases:
         progress.update(task, status=case.case_id)
-        prepared.append(prepare_case(case, spacing_mm, cache_dir))
+        if spec.kidney_crop_mm is None:
+            prepared.append(prepare_case(case, spec.spacing_mm, cache_dir))
+        else:
+            prepared.extend(prepare_kidney_crops(case, spec.spacing_mm, spec.kidney_crop_mm, cache_dir))
         progress.advance(task)
     return prepared
 
@@ -225,10 +231,10 @@ def _prepare_data(
     cases = find_cases(data_dir, require_labels=True)
     split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
     by_id = {c.case_id: c for c in cases}
-    spacing = recipe.preprocess.spacing_mm
+    spec = recipe.preprocess
     with progress_bar(progress) as bar:
-        train_cases = _prepare_all([by_id[i] for i in split.train], spacing, cache, bar, "prepare")
-        val_cases = _prepare_all([by_id[i] for i in split.val], spacing, cache, bar, "prepare val")
+        train_cases = _prepare_all([by_id[i] for i in split.train], spec, cache, bar, "prepare")
+        val_cases = _prepare_all([by_id[i] for i in split.val], spec, cache, bar, "prepare val")
     return split, train_cases, val_cases
 
 
@@ -297,6 +303,10 @@ def train(
     A 3D model (input kind "3d") is trained by patches instead: see ``training.volumetric``.
     """
     if model_info(recipe.model.name).input_kind == "3d":
+        if recipe.preprocess.kidney_crop_mm is not None:
+            raise NephrosegInputError(
+                "preprocess.kidney_crop_mm", "kidney crops are for 2D/2.5D models (3D: coarse-to-fine)"
+            )
         from nephroseg.training.volumetric import train_volumetric
 
         return train_volumetric(
