@@ -28,10 +28,6 @@ class KidneyCropSegmenter:
         self.postprocess = fine.postprocess
         fine.postprocess = False  # decided on whole kidneys: applied once, to the pasted result
 
-    @property
-    def models(self):
-        return self.fine.models
-
     def boxes(self, hu: np.ndarray, spacing: tuple[float, float, float]):
         """The refine stage's boxes, from the coarse pass's kidney and tumor."""
         return kidney_boxes(self.coarse.segment(hu, spacing), spacing, self.half_width_mm)

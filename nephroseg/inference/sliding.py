@@ -24,6 +24,7 @@ from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.models import model_info
 from nephroseg.preprocess import normalize_hu, padding_value
+from nephroseg.preprocess.kidney_boxes import Box
 from nephroseg.preprocess.resample import (
     body_box,
     box_with_margin,
@@ -33,7 +34,6 @@ from nephroseg.preprocess.resample import (
 )
 from nephroseg.recipe import VolumetricSpec
 
-Box = tuple[slice, slice, slice]
 GAUSSIAN_SIGMA_SCALE = 0.125  # nnU-Net: sigma = patch size / 8
 
 
