@@ -322,13 +322,25 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and figures/.")],
     gt: Annotated[Path | None, typer.Option(help="Ground truth, for Dice and overlays against it.")] = None,
     run: Annotated[Path | None, typer.Option(help="Training run folder, for its curves.")] = None,
+    coarse_run: Annotated[
+        Path | None, typer.Option(help="The cascade's coarse run, when --run is a kidney-crop model.")
+    ] = None,
     kits_json: Annotated[Path | None, typer.Option(help="kits.json for reference tumor sizes.")] = None,
     progress: ProgressOption = True,
 ) -> None:
     """Volumes, tumor sizes, overlays of prediction against label, training curves: report.md."""
     from nephroseg.report.build import build_report
 
-    path = build_report(pred, images, out, gt_dir=gt, run_dir=run, kits_json=kits_json, progress=progress)
+    path = build_report(
+        pred,
+        images,
+        out,
+        gt_dir=gt,
+        run_dir=run,
+        coarse_run_dir=coarse_run,
+        kits_json=kits_json,
+        progress=progress,
+    )
     typer.echo(f"wrote {path}")
 
 

@@ -134,5 +134,13 @@ def run_demo(
     )
     evaluation = evaluate_folders(predictions, test_dir)
     write_evaluation(evaluation, out)
-    report = build_report(predictions, test_dir, out, gt_dir=test_dir, run_dir=run_dir, progress=progress)
+    report = build_report(
+        predictions,
+        test_dir,
+        out,
+        gt_dir=test_dir,
+        run_dir=run_dir,
+        coarse_run_dir=coarse_dir if stages else None,
+        progress=progress,
+    )
     return DemoResult(evaluation, report, run_dir)

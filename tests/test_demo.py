@@ -26,6 +26,7 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     assert (out / "report.md").is_file() and (out / "figures" / "curves.png").is_file()
     assert (out / "run" / "checkpoints" / "best.pt").is_file()
     assert (out / "run_coarse" / "checkpoints" / "best.pt").is_file()
+    assert f"| coarse stage (finds the kidneys) | {out / 'run_coarse'} |" in (out / "report.md").read_text()
 
     # Re-running resumes: finished stages are reused, the score is the same.
     code, stdout_again, _ = run_cli([*args, "--size", "48", "--no-progress"], capsys)

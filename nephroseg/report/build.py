@@ -21,12 +21,14 @@ def build_report(
     *,
     gt_dir: str | Path | None = None,
     run_dir: str | Path | None = None,
+    coarse_run_dir: str | Path | None = None,
     kits_json: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Write ``out_dir/report.md`` with ``figures/``: one overlay per case (prediction against
     ground truth when given), the training curves of ``run_dir`` when given, volumes and tumor
-    sizes measured on the prediction, and Dice when ground truth exists."""
+    sizes measured on the prediction, and Dice when ground truth exists. ``coarse_run_dir``: the
+    coarse stage that found the kidneys for ``run_dir`` (a cascade), named in the run table."""
     out_dir = Path(out_dir)
     predictions = labels_by_case(pred_dir)
     images = images_by_case(images_dir)
@@ -48,6 +50,8 @@ def build_report(
             summary.update(
                 {k: run[k] for k in ("recipe", "model", "parameters", "best_val_composite_dice") if k in run}
             )
+    if coarse_run_dir is not None:
+        summary["coarse stage (finds the kidneys)"] = str(coarse_run_dir)
     reports = []
     with progress_bar(progress) as bar:
         task = bar.add_task("report", total=len(predictions), status="")
