@@ -190,7 +190,7 @@ def predict(
         bool | None,
         typer.Option(
             help="Average over mirrorings (2.5D: those it was trained with; 3D: all 8). "
-            "Default: the recipe's volumetric.mirror_tta for 3D models, off for 2.5D."
+            "Default: the recipe's volumetric.mirror_tta (3D) or train.mirror_tta (2D/2.5D)."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,

@@ -122,6 +122,11 @@ class TrainSpec(_Strict):
         description="largest kidney per side, no tumor away from it; auto: kept only when it raises "
         "the validation composite Dice (nnU-Net), the choice stored with the checkpoint",
     )
+    mirror_tta: bool = Field(
+        False,
+        description="2D/2.5D inference averages the logits over the flips the model was trained with "
+        "(predict --tta / --no-tta overrides)",
+    )
     ema_decay: float | None = Field(
         None,
         gt=0,

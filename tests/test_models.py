@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -66,3 +69,11 @@ def test_unknown_model_and_bad_options() -> None:
         build_model(ModelSpec(name="nope"))
     with pytest.raises(NephrosegInputError, match=r"model\.options"):
         build_model(ModelSpec(options={"colour": "blue"}))
+
+
+def test_prediction_does_not_import_the_training_stack() -> None:
+    """smp imports timm (0.4 s): prediction, timed against nnU-Net per command, must not pay for it."""
+    heavy = "{'timm', 'segmentation_models_pytorch', 'nephroseg.training.trainer'}"
+    probe = f"import sys, nephroseg.inference.predict; print(sorted({heavy} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -15,6 +15,7 @@ from torch import nn
 from nephroseg.inference import SegmentationModel, Segmenter
 from nephroseg.inference.predict import load_models
 from nephroseg.inference.segmenter import tta_flips
+from nephroseg.inference.sliding import make_segmenter
 from nephroseg.recipe import AugmentSpec, load_recipe
 from nephroseg.training.crossval import cross_validate
 from nephroseg.training.sweep import sweep
@@ -184,6 +185,17 @@ def test_tta_averages_the_prediction_and_its_mirror() -> None:
     (_, averaged), *_ = Segmenter([model], tta=True).probabilities(hu, (3.0, 1.0, 1.0))
     torch.testing.assert_close(averaged, (plain + plain.flip(-1)) / 2)
     assert float(plain[0, 2, 0, -1] - plain[0, 2, 0, 0]) > 0.3
+
+
+@pytest.mark.parametrize(
+    ("tta", "recipe_mirrors", "expected"),
+    [(None, True, True), (False, True, False), (True, False, True), (None, False, False)],
+)
+def test_slice_models_mirror_as_their_recipe_says_unless_told(tta, recipe_mirrors, expected) -> None:
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=[f"train.mirror_tta={recipe_mirrors}"])
+    model = SegmentationModel(ConstantLogits([0.0, 1.0, 0.5]), recipe)
+    segmenter = make_segmenter([model], torch.device("cpu"), tta=tta)
+    assert segmenter.tta is expected
 
 
 def test_bf16_autocast_agrees_with_float32(trained_run) -> None:

@@ -251,17 +251,19 @@ def make_segmenter(
     coarse_models: list[SegmentationModel] | None = None,
     bf16: bool = False,
 ):
-    """The segmenter the models need: sliding windows for 3D models (``tta`` True or False overrides
-    the recipe's ``volumetric.mirror_tta``; None keeps it), slice stacks for 2D/2.5D ones (mirrored
-    only when ``tta`` is True). ``coarse_models`` localize the kidneys first: for 3D models one box
-    around both (coarse-to-fine), for 2.5D kidney-crop models one per kidney (``inference.cascade``)."""
+    """The segmenter the models need: sliding windows for 3D models, slice stacks for 2D/2.5D ones;
+    ``tta`` True or False overrides the recipe's ``volumetric.mirror_tta`` (3D) or
+    ``train.mirror_tta`` (2D/2.5D), None keeps it. ``coarse_models`` localize the kidneys first: for
+    3D models one box around both (coarse-to-fine), for 2.5D kidney-crop models one per kidney
+    (``inference.cascade``)."""
     from nephroseg.inference.segmenter import Segmenter
 
     kinds = {is_volumetric(m) for m in models}
     if len(kinds) != 1:
         raise NephrosegInputError("--model", "cannot ensemble 3D models with 2D/2.5D models")
     if not kinds.pop():
-        segmenter = Segmenter(models, device, batch_size=batch_size, tta=bool(tta), bf16=bf16)
+        flips = any(m.recipe.train.mirror_tta for m in models) if tta is None else tta
+        segmenter = Segmenter(models, device, batch_size=batch_size, tta=flips, bf16=bf16)
         refine = {m.recipe.preprocess.kidney_crop_mm is not None for m in models}
         if len(refine) != 1:
             raise NephrosegInputError("--model", "cannot ensemble kidney-crop models with whole-slice ones")

@@ -11,7 +11,6 @@ DeepLabv3+ and the attention is learned in.
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
 import torch
 from torch import nn
 
@@ -77,6 +76,8 @@ class DeepLabAttention(nn.Module):
     def __init__(
         self, in_channels: int, num_classes: int, width: float = 1.0, encoder: str = "resnet50"
     ) -> None:
+        import segmentation_models_pytorch as smp  # here, not above: it imports timm (0.4 s per command)
+
         super().__init__()
         self.normalizer = NormalizationUNet(in_channels, base=max(4, round(16 * width)))
         decoder_channels = max(16, round(256 * width / 8) * 8)

@@ -7,7 +7,6 @@ The encoder is torchvision's ResNet18 layout (smp wraps it); it starts from rand
 
 from __future__ import annotations
 
-import segmentation_models_pytorch as smp
 from torch import nn
 
 from nephroseg.models.registry import register_model
@@ -22,6 +21,8 @@ from nephroseg.models.registry import register_model
 )
 def build_linknet(in_channels: int, num_classes: int, width: float = 1.0) -> nn.Module:
     del width  # a ResNet18 has one size
+    import segmentation_models_pytorch as smp  # here, not above: it imports timm (0.4 s per command)
+
     return smp.Linknet(
         encoder_name="resnet18", encoder_weights=None, in_channels=in_channels, classes=num_classes
     )
