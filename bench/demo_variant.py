@@ -34,7 +34,7 @@ def main() -> None:
     from nephroseg.inference import predict
     from nephroseg.metrics import evaluate_folders
     from nephroseg.recipe import load_recipe
-    from nephroseg.synth import SynthConfig, synthesize_cohort
+    from nephroseg.synth import synthesize_cohort
     from nephroseg.training import train
 
     defaults = DemoSettings()
@@ -57,7 +57,7 @@ def main() -> None:
         else:
             overrides.append(item)
     test_start = n_train if test_start is None else test_start
-    config = SynthConfig(size=defaults.size, min_tumors=1, slice_thickness_mm=defaults.slice_thickness_mm)
+    config = defaults.synth_config()
     data = args.out / f"train_s{seed}_n{n_train}"
     test = args.out / f"test_s{seed}_from{test_start}" / f"n{n_test}"
     synthesize_cohort(data, n_train, seed, config, progress=False)

@@ -23,21 +23,13 @@ from nephroseg.demo import DEMO_PROFILE, DEMO_RECIPE, DemoSettings
 from nephroseg.io import find_cases
 from nephroseg.losses import build_loss
 from nephroseg.models import build_model
-from nephroseg.preprocess import prepare_kidney_crops
+from nephroseg.progress import progress_bar
 from nephroseg.recipe import load_recipe
-from nephroseg.synth import SynthConfig, synthesize_cohort
-from nephroseg.training.trainer import build_optimizer
+from nephroseg.synth import synthesize_cohort
+from nephroseg.training.trainer import _prepare_all, build_optimizer
 
 PARTS = ("batch", "forward", "loss", "backward", "optimizer")
 LOSSES = ("ce_lovasz", "dice_ce")
-
-
-def _crops(data: Path, recipe, cache: Path) -> list:
-    spec = recipe.preprocess
-    crops = []
-    for case in find_cases(data, require_labels=True):
-        crops.extend(prepare_kidney_crops(case, spec.spacing_mm, spec.kidney_crop_mm, cache))
-    return crops
 
 
 def main() -> None:
@@ -54,9 +46,10 @@ def main() -> None:
         if data is None:
             data = Path(scratch) / "data"
             demo = DemoSettings()
-            config = SynthConfig(size=demo.size, min_tumors=1, slice_thickness_mm=demo.slice_thickness_mm)
-            synthesize_cohort(data, 8, demo.seed, config, progress=False)
-        crops = _crops(data, recipe, Path(scratch) / "cache")
+            synthesize_cohort(data, 8, demo.seed, demo.synth_config(), progress=False)
+        with progress_bar(False) as bar:  # the trainer's own preparation: one crop per kidney
+            cases = find_cases(data, require_labels=True)
+            crops = _prepare_all(cases, recipe.preprocess, Path(scratch) / "cache", bar, "prepare")
         spec = recipe.train
         dataset = SliceDataset(crops, recipe.preprocess, recipe.augment, recipe.model.in_slices)
         loader = DataLoader(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # the CLI reads DemoSettings' defaults at start-up: keep this module light
     from nephroseg.metrics import Evaluation
     from nephroseg.recipe import Recipe
+    from nephroseg.synth import SynthConfig
 
 DEMO_RECIPE = "resunet25d"
 DEMO_PROFILE = "demo"
@@ -28,6 +29,12 @@ class DemoSettings:
     seed: int = 0
     device: str = "cpu"
     profile: str = DEMO_PROFILE  # tests run the same flow with the "tiny" profile
+
+    def synth_config(self) -> SynthConfig:
+        """The generator settings of the demo's cohorts (benchmarks draw theirs the same way)."""
+        from nephroseg.synth import SynthConfig
+
+        return SynthConfig(size=self.size, min_tumors=1, slice_thickness_mm=self.slice_thickness_mm)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ def run_demo(
     from nephroseg.inference import predict
     from nephroseg.metrics import evaluate_folders, write_evaluation
     from nephroseg.report.build import build_report
-    from nephroseg.synth import SynthConfig, synthesize_cohort
+    from nephroseg.synth import synthesize_cohort
     from nephroseg.training import train
 
     out = Path(out)
@@ -97,7 +104,7 @@ def run_demo(
     _check_same_settings(out, settings, recipe, coarse_recipe)
     train_dir, test_dir = out / "data", out / "test"
     predictions, run_dir, coarse_dir = out / "predictions", out / "run", out / "run_coarse"
-    config = SynthConfig(size=settings.size, min_tumors=1, slice_thickness_mm=settings.slice_thickness_mm)
+    config = settings.synth_config()
     workers = len(os.sched_getaffinity(0))  # the files do not depend on it: not a recorded setting
     synthesize_cohort(
         train_dir, settings.train_cases, settings.seed, config, progress=progress, workers=workers
