@@ -2,7 +2,7 @@
 recipe overrides, a different cohort seed or a different number of training cases.
 
     OMP_NUM_THREADS=1 python bench/demo_variant.py NAME [seed=S] [ntrain=N] [test_start=T] [ntest=M]
-        [profile=P] [coarse=RUN] [key=value ...]
+        [profile=P] [coarse=RUN] [train_seed=R] [key=value ...]
 
 Generates (once, reused by later variants) ``N`` training cases from seed ``S`` and ``M`` (default
 6, as the demo) held-out cases from seed ``S + 1`` numbered from ``T`` (default ``N``), as
@@ -10,8 +10,10 @@ Generates (once, reused by later variants) ``N`` training cases from seed ``S`` 
 sizes on the same cases); trains ``resunet25d --profile demo`` with the overrides; predicts and
 scores the held-out cases; appends one JSON line to ``OUT/results.jsonl`` (``--out``, default
 bench_out/demo_variants). ``profile=P`` starts from the recipe's profile ``P`` instead of ``demo``
-(e.g. ``demo_coarse``, the demo cascade's first stage). ``coarse=RUN`` predicts with the variant
-``RUN`` (``OUT/run_RUN``) as the coarse stage of a cascade, for a kidney-crop variant.
+(e.g. ``demo_coarse``, the demo cascade's first stage). ``train_seed=R`` trains with seed ``R``
+instead of ``S`` on the same cases (another validation split, initialization and sampling).
+``coarse=RUN`` predicts with the variant ``RUN`` (``OUT/run_RUN``) as the coarse stage of a
+cascade, for a kidney-crop variant.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def main() -> None:
 
     defaults = DemoSettings()
     seed, n_train, test_start, overrides = defaults.seed, defaults.train_cases, None, []
-    n_test, coarse, profile = defaults.test_cases, None, DEMO_PROFILE
+    n_test, coarse, profile, train_seed = defaults.test_cases, None, DEMO_PROFILE, None
     for item in args.overrides:
         key, _, value = item.partition("=")
         if key == "seed":
@@ -54,6 +56,8 @@ def main() -> None:
             profile = value
         elif key == "coarse":
             coarse = args.out / f"run_{value}"
+        elif key == "train_seed":
+            train_seed = int(value)
         else:
             overrides.append(item)
     test_start = n_train if test_start is None else test_start
@@ -66,7 +70,9 @@ def main() -> None:
     recipe = load_recipe(DEMO_RECIPE, profile=profile, overrides=overrides)
     run = args.out / f"run_{args.name}"
     started = time.perf_counter()
-    train(data, recipe, run, seed=seed, resume=(run / "checkpoints" / "last.pt").exists(), progress=False)
+    train_seed = seed if train_seed is None else train_seed
+    resume = (run / "checkpoints" / "last.pt").exists()
+    train(data, recipe, run, seed=train_seed, resume=resume, progress=False)
     train_seconds = time.perf_counter() - started
     predictions = args.out / f"pred_{args.name}_n{n_test}"
     coarse_models = [coarse] if coarse else None
@@ -75,6 +81,7 @@ def main() -> None:
     line = {
         "name": args.name,
         "seed": seed,
+        "train_seed": train_seed,
         "train_cases": n_train,
         "test_start": test_start,
         "test_cases": n_test,
