@@ -435,3 +435,15 @@ def test_3d_training_that_diverges_stops_with_a_clear_message(tmp_path: Path, ca
     capsys.readouterr()
     code = _run([*args, "--profile", "tiny", "--no-progress", *[a for o in overrides for a in ("--set", o)]])
     assert code == 2 and "training diverged" in capsys.readouterr().err
+
+
+def test_class_labels_is_the_argmax_over_any_class_axis_with_ties_to_the_lower_label() -> None:
+    from nephroseg.inference.segmenter import class_labels
+
+    # Two pixels by hand: a tie of background and kidney → background; of kidney and tumor → kidney.
+    scores = torch.tensor([[0.4, 0.1], [0.4, 0.45], [0.2, 0.45]])  # (C=3, 2 pixels)
+    assert class_labels(scores, dim=0).tolist() == [0, 1]
+    batch = torch.rand(2, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    labels = class_labels(batch, dim=1)
+    assert labels.dtype == np.uint8 and labels.shape == (2, 5, 7)
+    assert np.array_equal(labels, batch.argmax(dim=1).numpy())

