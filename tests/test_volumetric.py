@@ -15,7 +15,7 @@ from conftest import kits_affine
 from nephroseg.cli import main
 from nephroseg.data.patches import PatchDataset, is_foreground_sample
 from nephroseg.inference.postprocess import postprocess_labels
-from nephroseg.inference.segmenter import SegmentationModel
+from nephroseg.inference.segmenter import SegmentationModel, class_labels
 from nephroseg.inference.sliding import (
     VolumetricSegmenter,
     make_segmenter,
@@ -438,8 +438,6 @@ def test_3d_training_that_diverges_stops_with_a_clear_message(tmp_path: Path, ca
 
 
 def test_class_labels_is_the_argmax_over_any_class_axis_with_ties_to_the_lower_label() -> None:
-    from nephroseg.inference.segmenter import class_labels
-
     # Two pixels by hand: a tie of background and kidney → background; of kidney and tumor → kidney.
     scores = torch.tensor([[0.4, 0.1], [0.4, 0.45], [0.2, 0.45]])  # (C=3, 2 pixels)
     assert class_labels(scores, dim=0).tolist() == [0, 1]

@@ -28,7 +28,7 @@ def largest_component_per_side(
     if n == 0:
         return components, []
     # Sizes and x centres counted over the foreground voxels alone: scipy's per-label statistics
-    # walk the whole volume for each, 3 s of a 512² prediction against 0.1 s.
+    # walk the whole volume for each, 4 s of a 512² cascade prediction against under 0.5 s.
     flat = np.flatnonzero(components)
     members_of = components.ravel()[flat]
     sizes = np.bincount(members_of, minlength=n + 1)[1:]
