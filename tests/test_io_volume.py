@@ -201,3 +201,15 @@ def test_atomic_write_gives_normal_file_permissions(tmp_path: Path) -> None:
     os.umask(umask)
     atomic_write_text(tmp_path / "report.md", "x")
     assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == 0o666 & ~umask
+
+
+def test_c_order_copies_any_view_value_for_value() -> None:
+    from nephroseg.io.volume import c_order
+
+    base = np.arange(5 * 37 * 6, dtype=np.int16).reshape(5, 37, 6)
+    views = (np.asfortranarray(base), base.transpose(2, 1, 0)[::-1, ::-2], base[:, 3:30:3], base[0, :, 0])
+    for view in views:
+        out = c_order(view, rows=4)
+        assert out.flags.c_contiguous and out.dtype == view.dtype
+        np.testing.assert_array_equal(out, view)
+    assert c_order(base) is base  # already in order: no copy

@@ -62,6 +62,14 @@ def test_resunet25d_output_matches_input_size() -> None:
         assert model(torch.zeros(1, 3, 128, 192)).shape == (1, 3, 128, 192)
 
 
+def test_every_model_is_registered_by_the_module_named_for_it() -> None:
+    from nephroseg.models import MODEL_MODULES
+
+    infos = registered_models()
+    assert [i.name for i in infos] == sorted(MODEL_MODULES)
+    assert all(i.build.__module__ == MODEL_MODULES[i.name] for i in infos)
+
+
 def test_unknown_model_and_bad_options() -> None:
     from nephroseg.errors import NephrosegInputError
 
@@ -72,8 +80,13 @@ def test_unknown_model_and_bad_options() -> None:
 
 
 def test_prediction_does_not_import_the_training_stack() -> None:
-    """smp imports timm (0.4 s): prediction, timed against nnU-Net per command, must not pay for it."""
-    heavy = "{'timm', 'segmentation_models_pytorch', 'nephroseg.training.trainer'}"
-    probe = f"import sys, nephroseg.inference.predict; print(sorted({heavy} & set(sys.modules)))"
+    """smp imports timm (0.4 s), MONAI all of itself (3–6 s), torchvision its detection models and
+    torch._dynamo (1.5 s): prediction with the 2.5D Res-U-Net, timed against nnU-Net per command,
+    must not pay for them."""
+    heavy = "{'timm', 'segmentation_models_pytorch', 'nephroseg.training.trainer', 'monai', 'torchvision'}"
+    probe = (
+        "import sys, nephroseg.inference.predict, nephroseg.cli; from nephroseg.models import model_info; "
+        f"model_info('resunet25d'); print(sorted({heavy} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -44,6 +44,25 @@ def test_zscore_uses_clipped_foreground_statistics() -> None:
         normalize_hu(np.zeros(2), PreprocessSpec(normalization="zscore"))
 
 
+def test_normalization_is_the_arithmetic_of_monai_transforms() -> None:
+    """normalize_hu avoids importing MONAI at prediction time; it must equal MONAI's transforms."""
+    from monai.transforms import NormalizeIntensity, ScaleIntensityRange
+
+    hu = np.random.default_rng(0).uniform(-1200, 2500, size=(4, 9, 7)).astype(np.float32)
+    for lo, hi in ((-300, 300), (-79, 304)):
+        spec = PreprocessSpec(hu_min=lo, hu_max=hi)
+        expected = ScaleIntensityRange(lo, hi, -1.0, 1.0, clip=True)(hu)
+        np.testing.assert_allclose(normalize_hu(hu, spec), np.asarray(expected), atol=1e-6)
+        spec = PreprocessSpec(
+            hu_min=lo, hu_max=hi, normalization="zscore", zscore_mean=101.5, zscore_std=57.25
+        )
+        clipped = ScaleIntensityRange(lo, hi, lo, hi, clip=True)(hu)
+        expected = NormalizeIntensity(subtrahend=101.5, divisor=57.25)(clipped)
+        np.testing.assert_allclose(normalize_hu(hu, spec), np.asarray(expected), rtol=1e-5, atol=1e-5)
+    assert normalize_hu(hu, spec).dtype == np.float32
+    assert hu.min() < -1000  # the input is left as it was
+
+
 def test_inplane_shape_follows_physical_size() -> None:
     assert inplane_shape((512, 400), (0.8, 0.8), 1.6) == (256, 200)
     assert inplane_shape((100, 100), (1.0, 2.0), None) == (100, 100)

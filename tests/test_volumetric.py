@@ -256,6 +256,30 @@ def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
         np.testing.assert_array_equal(postprocess_labels(labels, (2.0, 1.0, 1.0)), whole)
 
 
+def test_distant_tumor_uses_the_distance_to_the_kidney_as_defined() -> None:
+    """The distance map is computed near the kidney only; the result must equal the definition:
+    a tumor component stays when one of its voxels is within the margin of a kidney voxel."""
+    from scipy import ndimage
+
+    from nephroseg.inference.postprocess import drop_distant_tumor
+
+    rng = np.random.default_rng(1)
+    spacing = (3.0, 0.8, 0.8)
+    for _ in range(20):
+        labels = np.zeros((12, 40, 60), np.uint8)
+        for _ in range(int(rng.integers(2, 7))):
+            z, y, x = rng.integers(0, 11), rng.integers(0, 36), rng.integers(0, 56)
+            depth, width = int(rng.integers(1, 3)), int(rng.integers(1, 5))
+            labels[z : z + depth, y : y + 4, x : x + width] = rng.integers(1, 3)
+        near = ndimage.distance_transform_edt(labels != 1, sampling=spacing) <= 10.0
+        tumors, _ = ndimage.label(labels == 2)
+        kept = np.unique(tumors[near & (tumors > 0)])
+        expected = np.where((tumors > 0) & ~np.isin(tumors, kept), 0, labels)
+        if not (labels == 1).any():
+            expected = np.where(labels == 2, 0, labels)
+        np.testing.assert_array_equal(drop_distant_tumor(labels, spacing, 10.0), expected)
+
+
 def test_patches_oversample_foreground_preferring_tumor() -> None:
     label = np.zeros((30, 40, 40), np.uint8)
     label[10:20, 10:30, 10:20] = 1

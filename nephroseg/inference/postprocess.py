@@ -37,8 +37,16 @@ def drop_distant_tumor(
     kidney = labels == 1
     if not kidney.any():
         return np.where(labels == 2, 0, labels).astype(labels.dtype)
-    near_kidney = ndimage.distance_transform_edt(~kidney, sampling=spacing) <= margin_mm
-    touching = np.unique(tumor_components[near_kidney & (tumor_components > 0)])
+    # Only voxels within margin_mm of the kidney's bounding box can be near it: the distance map of
+    # that region alone is exact and, after a coarse pass with far specks, seconds cheaper.
+    grow = [int(np.ceil(margin_mm / s)) for s in spacing]
+    region = tuple(
+        slice(max(0, b.start - g), min(n, b.stop + g))
+        for b, g, n in zip(ndimage.find_objects(kidney.view(np.uint8))[0], grow, labels.shape, strict=True)
+    )
+    near_kidney = ndimage.distance_transform_edt(~kidney[region], sampling=spacing) <= margin_mm
+    nearby = tumor_components[region]
+    touching = np.unique(nearby[near_kidney & (nearby > 0)])
     out = labels.copy()
     out[(tumor_components > 0) & ~np.isin(tumor_components, touching)] = 0
     return out

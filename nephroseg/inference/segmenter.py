@@ -106,13 +106,18 @@ class Segmenter:
         n_slices = hu.shape[0]
         for start in range(0, n_slices, self.batch_size):
             centres = np.arange(start, min(start + self.batch_size, n_slices))
-            total = torch.zeros((len(centres), self.num_classes, *out_hw), dtype=torch.float32)
+            total: torch.Tensor | None = None  # a single model without flips: its output, no copies
             for view in views:
                 flips = tta_flips(view.model.recipe.augment, self.tta)
+                weight = 1.0 / (len(flips) * len(views))  # the mean over flips, then over models
                 for flip in flips:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                        total += view.probabilities(centres, flip, out_hw) / len(flips)
-            yield start, total / len(views)
+                        probs = view.probabilities(centres, flip, out_hw)
+                    if weight != 1.0:
+                        probs.mul_(weight)
+                    total = probs if total is None else total.add_(probs)
+            assert total is not None
+            yield start, total
 
     def segment(self, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
         """(Z, H, W) HU → (Z, H, W) uint8 labels on the same grid."""

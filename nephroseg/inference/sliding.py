@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
@@ -83,6 +82,9 @@ def window_logits(
     cval: float = 0.0,
 ) -> torch.Tensor:
     """Gaussian-weighted sliding windows over a (1, C, z, y, x) input; the result stays on the CPU."""
+    # Imported here: importing MONAI loads all of it (seconds), which 2.5D prediction must not pay.
+    from monai.inferers import sliding_window_inference
+
     with torch.no_grad():
         return sliding_window_inference(
             x,

@@ -94,7 +94,22 @@ def volume_from_array(
         axcodes=axcodes,
         path=path,
     )
-    return Volume(np.ascontiguousarray(canonical), canonical_affine, source)
+    return Volume(c_order(canonical), canonical_affine, source)
+
+
+def c_order(array: np.ndarray, rows: int = 16) -> np.ndarray:
+    """A C-contiguous copy of any view (NIfTI data is Fortran-ordered), made a band of ``rows`` along
+    axis 1 at a time: numpy's one-shot copy of a transposed 512×512×157 volume misses the cache on
+    every voxel and takes ~1 s; the bands take ~0.15 s."""
+    if array.flags.c_contiguous:
+        return array
+    out = np.empty(array.shape, array.dtype)
+    if array.ndim < 2:
+        out[...] = array
+        return out
+    for start in range(0, array.shape[1], rows):
+        out[:, start : start + rows] = array[:, start : start + rows]
+    return out
 
 
 def _load_image(path: Path) -> nib.Nifti1Image:

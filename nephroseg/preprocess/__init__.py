@@ -9,7 +9,6 @@ from nephroseg.preprocess.geometry import (
 )
 from nephroseg.preprocess.intensity import (
     foreground_statistics,
-    intensity_transform,
     normalize_hu,
     padding_value,
 )
@@ -28,7 +27,6 @@ __all__ = [
     "center_crop_or_pad",
     "foreground_statistics",
     "inplane_shape",
-    "intensity_transform",
     "kidney_boxes",
     "neighbour_indices",
     "normalize_hu",

@@ -1,9 +1,14 @@
-"""CT intensity normalization: the HU window of seed 001 and nnU-Net's foreground z-score."""
+"""CT intensity normalization: the HU window of seed 001 and nnU-Net's foreground z-score.
+
+Two numpy lines, as nnU-Net writes its CT normalization: the same arithmetic as MONAI's
+``ScaleIntensityRange(clip=True)`` and ``NormalizeIntensity(subtrahend, divisor)`` (the tests compare
+them), without importing MONAI, whose import loads all its submodules and costs 3–6 s of every
+prediction command on a CPU (``docs/benchmarks.md``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from monai.transforms import Compose, NormalizeIntensity, ScaleIntensityRange
 
 from nephroseg.recipe import PreprocessSpec
 
@@ -11,21 +16,23 @@ from nephroseg.recipe import PreprocessSpec
 WINDOW_FLOOR = -1.0
 
 
-def intensity_transform(spec: PreprocessSpec) -> Compose:
-    """HU → model input. Window: clip to [hu_min, hu_max] and map linearly onto [-1, 1]. Z-score: clip,
-    then subtract the training-foreground mean and divide by its std (values stored in the spec)."""
-    clip = ScaleIntensityRange(spec.hu_min, spec.hu_max, spec.hu_min, spec.hu_max, clip=True)
-    if spec.normalization == "window":
-        return Compose([ScaleIntensityRange(spec.hu_min, spec.hu_max, WINDOW_FLOOR, 1.0, clip=True)])
-    if spec.zscore_mean is None or spec.zscore_std is None:
+def normalize_hu(hu: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """HU → float32 model input. Window: clip to [hu_min, hu_max] and map linearly onto [-1, 1].
+    Z-score: clip, then subtract the training-foreground mean and divide by its std (values stored
+    in the spec)."""
+    if spec.normalization != "window" and (spec.zscore_mean is None or spec.zscore_std is None):
         raise ValueError(
             "z-score normalization needs zscore_mean and zscore_std (computed from training cases)"
         )
-    return Compose([clip, NormalizeIntensity(subtrahend=spec.zscore_mean, divisor=spec.zscore_std)])
-
-
-def normalize_hu(hu: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    return np.asarray(intensity_transform(spec)(np.asarray(hu, dtype=np.float32)), dtype=np.float32)
+    out = np.clip(np.asarray(hu, dtype=np.float32), spec.hu_min, spec.hu_max)
+    if spec.normalization == "window":
+        out -= np.float32(spec.hu_min)
+        out *= np.float32((1.0 - WINDOW_FLOOR) / (spec.hu_max - spec.hu_min))
+        out += np.float32(WINDOW_FLOOR)
+        return out
+    out -= np.float32(spec.zscore_mean)
+    out /= np.float32(spec.zscore_std)
+    return out
 
 
 def padding_value(spec: PreprocessSpec) -> float:
