@@ -24,15 +24,23 @@ def normalize_hu(hu: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         raise ValueError(
             "z-score normalization needs zscore_mean and zscore_std (computed from training cases)"
         )
-    out = np.clip(np.asarray(hu, dtype=np.float32), spec.hu_min, spec.hu_max)
     if spec.normalization == "window":
-        out -= np.float32(spec.hu_min)
-        out *= np.float32((1.0 - WINDOW_FLOOR) / (spec.hu_max - spec.hu_min))
-        out += np.float32(WINDOW_FLOOR)
-        return out
-    out -= np.float32(spec.zscore_mean)
-    out /= np.float32(spec.zscore_std)
+        return _scale_range(hu, spec.hu_min, spec.hu_max, WINDOW_FLOOR, 1.0)
+    out = _scale_range(hu, spec.hu_min, spec.hu_max, spec.hu_min, spec.hu_max)
+    out -= spec.zscore_mean
+    out /= spec.zscore_std
     return out
+
+
+def _scale_range(hu: np.ndarray, a_min: float, a_max: float, b_min: float, b_max: float) -> np.ndarray:
+    """[a_min, a_max] → [b_min, b_max], clipped, in float32 and in MONAI's order of operations, so
+    the values are bit for bit those the trained models saw (a reordering changes the last bit of
+    ~10 % of them, and training is chaotic)."""
+    out = np.asarray(hu, dtype=np.float32) - a_min
+    out /= a_max - a_min
+    out *= b_max - b_min
+    out += b_min
+    return np.clip(out, b_min, b_max, out=out)
 
 
 def padding_value(spec: PreprocessSpec) -> float:
