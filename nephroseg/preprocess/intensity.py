@@ -1,6 +1,6 @@
 """CT intensity normalization: the HU window of seed 001 and nnU-Net's foreground z-score.
 
-Two numpy lines, as nnU-Net writes its CT normalization: the same arithmetic as MONAI's
+A few numpy lines, as nnU-Net writes its CT normalization: the same arithmetic as MONAI's
 ``ScaleIntensityRange(clip=True)`` and ``NormalizeIntensity(subtrahend, divisor)`` (the tests compare
 them), without importing MONAI, whose import loads all its submodules and costs 3–6 s of every
 prediction command on a CPU (``docs/benchmarks.md``).
