@@ -11,6 +11,7 @@ import numpy as np
 from scipy import ndimage
 
 from nephroseg.preprocess.kidney_boxes import largest_component_per_side
+from nephroseg.preprocess.resample import box_with_margin
 
 KIDNEY_MARGIN_MM = 10.0
 
@@ -35,15 +36,11 @@ def drop_distant_tumor(
     if n == 0:
         return labels
     kidney = labels == 1
-    if not kidney.any():
-        return np.where(labels == 2, 0, labels).astype(labels.dtype)
     # Only voxels within margin_mm of the kidney's bounding box can be near it: the distance map of
     # that region alone is exact and, after a coarse pass with far specks, seconds cheaper.
-    grow = [int(np.ceil(margin_mm / s)) for s in spacing]
-    region = tuple(
-        slice(max(0, b.start - g), min(n, b.stop + g))
-        for b, g, n in zip(ndimage.find_objects(kidney.view(np.uint8))[0], grow, labels.shape, strict=True)
-    )
+    region = box_with_margin(kidney, tuple(int(np.ceil(margin_mm / s)) for s in spacing))
+    if region is None:  # no kidney: every tumor is away from it
+        return np.where(labels == 2, 0, labels).astype(labels.dtype)
     near_kidney = ndimage.distance_transform_edt(~kidney[region], sampling=spacing) <= margin_mm
     nearby = tumor_components[region]
     touching = np.unique(nearby[near_kidney & (nearby > 0)])
@@ -55,10 +52,9 @@ def drop_distant_tumor(
 def postprocess_labels(labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Both steps, on the box around the foreground only: the component labels and the distance map
     (8 bytes a voxel) then cover the kidneys, not a 512×512×1000 volume."""
-    found = ndimage.find_objects((labels > 0).astype(np.uint8))
-    if not found:
+    box = box_with_margin(labels > 0, (1, 1, 1))
+    if box is None:
         return labels
-    box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in found[0])
     midline = labels.shape[2] / 2.0 - box[2].start
     out = labels.copy()
     out[box] = drop_distant_tumor(keep_kidney_components(labels[box], midline), spacing)
