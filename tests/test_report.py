@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import kits_affine, save_nifti
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
@@ -14,6 +15,7 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.report import (
     CaseReport,
     OverlayCase,
+    error_slice,
     kidney_side_volumes_ml,
     overlay_grid_png,
     overlay_png,
@@ -24,6 +26,7 @@ from nephroseg.report import (
     tumor_findings,
     write_report_md,
 )
+from nephroseg.report.build import build_report
 from nephroseg.report.plots import CURVES_FIGSIZE, DPI, OVERLAY_EXTRA_HEIGHT, PANEL_INCHES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -235,6 +238,38 @@ def test_pick_slice_prefers_largest_tumor_then_kidney():
     assert pick_slice(no_tumor, tumor_in_prediction_only) == 1
     assert pick_slice(None, truth) == pick_slice(truth, None)
     assert pick_slice(np.zeros((6, 2, 2), np.uint8), None) == 3
+
+
+def test_error_slice_is_the_most_wrong_slice_tumor_first():
+    _, truth, _ = synthetic_case()
+    assert error_slice(truth, truth) is None
+    prediction = truth.copy()
+    prediction[10, 30:34, 50:56] = 2  # 24 voxels of false tumor in kidney, away from the true tumor
+    prediction[3, 10:20, 10:20] = 1  # 100 voxels of false kidney: more, but not tumor
+    assert error_slice(truth, prediction) == 10
+    kidney_only = np.where(truth == 2, 1, truth)
+    wrong_kidney = kidney_only.copy()
+    wrong_kidney[3, 10:20, 10:20] = 1
+    assert error_slice(kidney_only, wrong_kidney) == 3
+
+
+def test_report_overlay_adds_the_largest_error_row_when_elsewhere(tmp_path):
+    image, truth, prediction = synthetic_case()
+    affine = kits_affine((3.0, 0.8, 0.8))
+    for case_id, pred in (("case_00001", prediction), ("case_00002", prediction.copy())):
+        save_nifti(tmp_path / "data" / case_id / "imaging.nii.gz", image, affine, np.int16)
+        save_nifti(tmp_path / "data" / case_id / "segmentation.nii.gz", truth, affine, np.uint8)
+        if case_id == "case_00002":
+            pred[10, 26:38, 50:62] = 2  # a large false tumor on a slice without true tumor
+        save_nifti(tmp_path / "pred" / f"{case_id}.nii.gz", pred, affine, np.uint8)
+    build_report(
+        tmp_path / "pred", tmp_path / "data", tmp_path / "report", gt_dir=tmp_path / "data", progress=False
+    )
+    figures = tmp_path / "report" / "figures"
+    one_row = round((PANEL_INCHES + OVERLAY_EXTRA_HEIGHT) * DPI)
+    two_rows = round((2 * PANEL_INCHES + OVERLAY_EXTRA_HEIGHT / 2) * DPI)
+    assert imread(figures / "case_00001.png").shape[:2] == (one_row, round(3 * PANEL_INCHES * DPI))
+    assert imread(figures / "case_00002.png").shape[:2] == (two_rows, round(3 * PANEL_INCHES * DPI))
 
 
 def test_overlay_png_three_panels(tmp_path):

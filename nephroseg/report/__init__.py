@@ -17,6 +17,7 @@ from nephroseg.report.measure import (
 )
 from nephroseg.report.plots import (
     OverlayCase,
+    error_slice,
     overlay_grid_png,
     overlay_png,
     pick_slice,
@@ -28,6 +29,7 @@ __all__ = [
     "CaseReport",
     "OverlayCase",
     "TumorFinding",
+    "error_slice",
     "kidney_side_volumes_ml",
     "max_axial_diameter_mm",
     "max_diameter_mm",

@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io import read_kits_json, read_volume
+from nephroseg.io import Volume, read_kits_json, read_volume
 from nephroseg.io.listing import images_by_case, labels_by_case
 from nephroseg.metrics import case_metrics
 from nephroseg.progress import progress_bar
 from nephroseg.report.markdown import CaseReport, write_report_md
-from nephroseg.report.plots import overlay_png, training_curves_png
+from nephroseg.report.plots import (
+    OverlayCase,
+    error_slice,
+    overlay_grid_png,
+    overlay_png,
+    pick_slice,
+    training_curves_png,
+)
 
 
 def build_report(
@@ -64,13 +73,8 @@ def build_report(
                 raise NephrosegInputError(
                     pred_path, f"shape {prediction.source.shape} differs from its image"
                 )
-            overlay = overlay_png(
-                image.array,
-                truth,
-                prediction.array,
-                out_dir / "figures" / f"{case_id}.png",
-                case_id,
-                image.spacing,
+            overlay = _case_overlay(
+                image, truth, prediction.array, out_dir / "figures" / f"{case_id}.png", case_id
             )
             reports.append(
                 CaseReport.from_label(
@@ -84,6 +88,22 @@ def build_report(
             )
             bar.advance(task)
     return write_report_md(out_dir / "report.md", reports, summary, figures)
+
+
+def _case_overlay(
+    image: Volume, truth: np.ndarray | None, prediction: np.ndarray, out_png: Path, case_id: str
+) -> Path:
+    """The largest tumor's slice; with ground truth, a second row at the slice where the prediction is
+    most wrong when that is another one (a large false tumor is otherwise out of the picture)."""
+    shown = pick_slice(truth, prediction)
+    worst = error_slice(truth, prediction) if truth is not None else None
+    if worst is None or worst == shown:
+        return overlay_png(image.array, truth, prediction, out_png, case_id, image.spacing, shown)
+    rows = [
+        OverlayCase(f"{case_id} · largest tumor", image.array, truth, prediction, image.spacing, shown),
+        OverlayCase(f"{case_id} · largest error", image.array, truth, prediction, image.spacing, worst),
+    ]
+    return overlay_grid_png(rows, out_png)
 
 
 def _radiographic_sizes(kits_json: str | Path | None, images_dir: str | Path) -> dict[str, float]:
