@@ -194,6 +194,13 @@ def predict(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Keep the labels an interrupted run into this folder wrote and predict the rest "
+            "(refused when the folder was predicted with other models or settings)."
+        ),
+    ] = False,
     max_memory: Annotated[
         str | None, typer.Option(help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB.")
     ] = None,
@@ -231,6 +238,7 @@ def predict(
         coarse_models=coarse_model,
         output_format=format_,
         precision=precision,
+        resume=resume,
     )
     typer.echo(f"wrote {len(written)} segmentation(s) to {output}")
 

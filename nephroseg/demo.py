@@ -53,7 +53,7 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
     refuse otherwise (a run trained on another cohort, or by an older recipe, would be reused
     silently), and record them on the first run."""
     from nephroseg.errors import NephrosegInputError
-    from nephroseg.io import atomic_write_text
+    from nephroseg.io.records import changed_settings, write_settings
 
     record = out / "demo_settings.json"
 
@@ -64,8 +64,7 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
         json.dumps({**asdict(settings), "recipe": resolved(recipe), "coarse_recipe": resolved(coarse)})
     )
     if record.exists():
-        found = json.loads(record.read_text(encoding="utf-8"))
-        changed = sorted(k for k in wanted if found.get(k) != wanted[k])
+        changed = changed_settings(record, wanted)
         if changed:
             raise NephrosegInputError(
                 out,
@@ -76,7 +75,7 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
         raise NephrosegInputError(out, "holds a demo of an earlier version: give another --out or remove it")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(record, json.dumps(wanted, indent=1))
+        write_settings(record, wanted)
 
 
 def demo_recipes(profile: str) -> tuple[Recipe, Recipe | None]:

@@ -12,6 +12,7 @@ import torch
 from conftest import files_under, kits_affine, save_nifti
 
 from nephroseg.cli import main
+from nephroseg.inference.resume import RECORD_NAME
 
 TINY = ["--recipe", "resunet25d", "--profile", "tiny", "--device", "cpu", "--no-progress"]
 
@@ -158,6 +159,45 @@ def test_predict_refuses_to_overwrite(trained_run, tmp_path: Path, capsys) -> No
     _assert_user_error(code, err, "case_00000.nii.gz", "--overwrite")
     assert (out / "case_00000.nii.gz").read_bytes() == b"user's earlier result"
     assert files_under(out) == ["case_00000.nii.gz"]
+
+
+def test_predict_resume_keeps_done_cases_and_predicts_the_rest(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    out = tmp_path / "out"
+    args = ["predict", "-i", str(data), "-o", str(out), "-m", str(run), "--no-progress"]
+    assert run_cli(args, capsys)[0] == 0
+    assert files_under(out) == [RECORD_NAME, "case_00000.nii.gz", "case_00001.nii.gz", "case_00002.nii.gz"]
+    complete = (out / "case_00002.nii.gz").read_bytes()
+    (out / "case_00002.nii.gz").unlink()  # as if the run had stopped before its last case
+    (out / "case_00000.nii.gz").write_bytes(b"kept as it is")  # a done case is not predicted again
+    code, stdout, _ = run_cli([*args, "--resume"], capsys)
+    assert code == 0 and "wrote 1 segmentation(s)" in stdout
+    assert (out / "case_00002.nii.gz").read_bytes() == complete
+    assert (out / "case_00000.nii.gz").read_bytes() == b"kept as it is"
+    code, stdout, _ = run_cli([*args, "--resume"], capsys)  # nothing left to do
+    assert code == 0 and "wrote 0 segmentation(s)" in stdout
+
+
+def test_predict_resume_refuses_other_models_or_settings(trained_run, tmp_path: Path, capsys) -> None:
+    data, run = trained_run
+    out = tmp_path / "out"
+    args = ["predict", "-i", str(data), "-o", str(out), "--no-progress", "--resume"]
+    assert run_cli([*args, "-m", str(run)], capsys)[0] == 0
+    (out / "case_00001.nii.gz").unlink()
+    before = files_under(out)
+    code, _, err = run_cli([*args, "-m", str(run), "-m", str(run)], capsys)  # an ensemble is another model
+    _assert_user_error(code, err, str(out), "other models")
+    code, _, err = run_cli([*args, "-m", str(run), "--tta"], capsys)
+    _assert_user_error(code, err, str(out), "other tta")
+    code, _, err = run_cli([*args, "-m", str(run), "--overwrite"], capsys)
+    _assert_user_error(code, err, "--resume", "choose one")
+    (out / RECORD_NAME).write_text("{")
+    code, _, err = run_cli([*args, "-m", str(run)], capsys)
+    _assert_user_error(code, err, str(out / RECORD_NAME), "unreadable settings record")
+    (out / RECORD_NAME).unlink()
+    code, _, err = run_cli([*args, "-m", str(run)], capsys)
+    _assert_user_error(code, err, str(out), "no record")
+    assert files_under(out) == sorted(set(before) - {RECORD_NAME})
 
 
 def test_predict_refuses_checkpoint_with_pickled_code(tmp_path: Path, capsys) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from test_cli import run_cli
 
+from nephroseg.inference.resume import RECORD_NAME
+
 
 def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
@@ -20,6 +22,7 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert abs(float(last.split("=")[1]) - metrics["mean"]["composite_dice"]) < 1e-4
     assert sorted(p.name for p in (out / "predictions").iterdir()) == [
+        RECORD_NAME,  # what made the labels, for predict --resume
         "case_00003.nii.gz",
         "case_00004.nii.gz",
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from nephroseg.inference.guards import (
     volumetric_peak_bytes,
 )
 from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
+from nephroseg.inference.resume import check_resumable, prediction_record, write_record
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
@@ -45,10 +47,17 @@ OUTPUT_SUFFIXES = {"nifti": ".nii.gz", "nrrd": ".nrrd", "mha": ".mha", "dicom-se
 
 
 def plan_outputs(
-    inputs: str | Path, output: str | Path, overwrite: bool, output_format: str = "nifti"
+    inputs: str | Path,
+    output: str | Path,
+    overwrite: bool,
+    output_format: str = "nifti",
+    resume: bool = False,
 ) -> list[PredictionJob]:
-    """Pair every input volume with its output file and check the plan before any work is done."""
+    """Pair every input volume with its output file and check the plan before any work is done.
+    ``resume``: outputs that exist are allowed (they are kept; ``predict`` skips their cases)."""
     inputs, output = Path(inputs), Path(output)
+    if resume and overwrite:
+        raise NephrosegInputError("--resume", "keeps existing outputs, --overwrite replaces them: choose one")
     if output_format not in OUTPUT_SUFFIXES:
         raise NephrosegInputError(
             "--format", f"unknown format '{output_format}' ({', '.join(OUTPUT_SUFFIXES)})"
@@ -59,6 +68,8 @@ def plan_outputs(
         if not_dicom:
             raise NephrosegInputError(not_dicom[0], "DICOM-SEG output needs a DICOM series as input")
     if len(sources) == 1 and (is_nifti(output) or is_itk(output)) and not output.is_dir():
+        if resume:
+            raise NephrosegInputError(output, "--resume needs an output folder, not a file")
         jobs = [PredictionJob(next(iter(sources)), inputs, output)]
     else:
         if output.exists() and not output.is_dir():
@@ -68,7 +79,7 @@ def plan_outputs(
             for case_id, path in sources.items()
         ]
     existing = [str(j.target) for j in jobs if j.target.exists()]
-    if existing and not overwrite:
+    if existing and not (overwrite or resume):
         raise NephrosegInputError(
             existing[0], f"output exists ({len(existing)} in all); pass --overwrite to replace"
         )
@@ -171,11 +182,19 @@ def _activations(network: torch.nn.Module, count) -> float:
     return count() if any(True for _ in network.parameters()) else 0.0
 
 
-def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = True) -> list[Path]:
-    """read → segment (preprocess, model, back to the source grid) → write, one case at a time."""
-    written = []
+def run_jobs(
+    jobs: list[PredictionJob],
+    segmenter: Segmenter,
+    progress: bool = True,
+    *,
+    kept: int = 0,
+    after_first_write: Callable[[], None] | None = None,
+) -> list[Path]:
+    """read → segment (preprocess, model, back to the source grid) → write, one case at a time.
+    ``kept``: cases already done by an earlier run (shown as done in the progress bar)."""
+    written: list[Path] = []
     with progress_bar(progress) as bar:
-        task = bar.add_task("predict", total=len(jobs), status="")
+        task = bar.add_task("predict", total=len(jobs) + kept, completed=kept, status="")
         for job in jobs:
             bar.update(task, status=job.case_id)
             volume = read_volume(job.source)
@@ -190,6 +209,8 @@ def run_jobs(jobs: list[PredictionJob], segmenter: Segmenter, progress: bool = T
                 written.append(write_dicom_seg(source_order, job.source, job.target))
             else:
                 written.append(write_like(labels, volume, job.target))
+            if after_first_write is not None and len(written) == 1:
+                after_first_write()
             bar.advance(task)
     return written
 
@@ -209,19 +230,30 @@ def predict(
     coarse_models: list[str | Path] | None = None,
     output_format: str = "nifti",
     precision: str = "fp32",
+    resume: bool = False,
 ) -> list[Path]:
     """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
     with one model or the average of several; write uint8 label maps on each source's own grid.
     ``max_memory`` (bytes, or a size such as '4GB') refuses volumes estimated not to fit.
     3D models segment by sliding windows (``inference.sliding``); ``coarse_models`` first find the
     kidneys at low resolution. ``tta`` None keeps the recipe's mirroring choice. ``threads`` caps the
-    CPU threads torch uses."""
+    CPU threads torch uses. ``resume`` keeps the labels an interrupted run into the same folder wrote
+    (with the same models and settings, checked against the folder's record) and predicts the rest.
+    Returns the files written by this call."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
     if precision not in ("fp32", "bf16"):
         raise NephrosegInputError("--precision", f"unknown precision '{precision}' (fp32 or bf16)")
     allowed = parse_size(max_memory) if max_memory is not None else None
-    jobs = plan_outputs(inputs, output, overwrite, output_format)
+    jobs = plan_outputs(inputs, output, overwrite, output_format, resume)
+    folder = _output_folder(jobs, output)
+    record = prediction_record(models, coarse_models, tta, precision, output_format) if folder else None
+    pending = jobs
+    if resume and folder is not None and record is not None:
+        pending = [job for job in jobs if not job.target.exists()]
+        check_resumable(folder, record, existing=len(jobs) - len(pending))
+        if not pending:
+            return []
     torch_device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -235,5 +267,14 @@ def predict(
         bf16=precision == "bf16",
     )
     if allowed is not None:
-        check_jobs_fit(jobs, segmenter, allowed)
-    return run_jobs(jobs, segmenter, progress)
+        check_jobs_fit(pending, segmenter, allowed)
+    on_first_write = (lambda: write_record(folder, record)) if folder and record else None
+    return run_jobs(
+        pending, segmenter, progress, kept=len(jobs) - len(pending), after_first_write=on_first_write
+    )
+
+
+def _output_folder(jobs: list[PredictionJob], output: str | Path) -> Path | None:
+    """The folder the outputs go to, which holds the prediction record; None for one output file."""
+    output = Path(output)
+    return output if all(job.target.parent == output for job in jobs) else None
