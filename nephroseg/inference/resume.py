@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
+from nephroseg.inference.onnx_backend import is_onnx
 from nephroseg.io.records import changed_settings, write_settings
 from nephroseg.training.checkpoint import resolve_checkpoints
 
@@ -31,7 +32,7 @@ def model_digests(models: list[str | Path]) -> list[str]:
     a cross-validation folder: each fold's)."""
     digests = []
     for model in models:
-        files = [Path(model)] if str(model).lower().endswith(".onnx") else resolve_checkpoints(model)
+        files = [Path(model)] if is_onnx(model) else resolve_checkpoints(model)
         digests.extend(file_sha256(path) for path in files)
     return digests
 
