@@ -247,6 +247,8 @@ def test_error_slice_is_the_most_wrong_slice_tumor_first():
     prediction[10, 30:34, 50:56] = 2  # 24 voxels of false tumor in kidney, away from the true tumor
     prediction[3, 10:20, 10:20] = 1  # 100 voxels of false kidney: more, but not tumor
     assert error_slice(truth, prediction) == 10
+    assert error_slice(truth, prediction, skip=slice(9, 12)) == 3  # then the most kidney error elsewhere
+    assert error_slice(truth, prediction, skip=slice(0, 12)) is None
     kidney_only = np.where(truth == 2, 1, truth)
     wrong_kidney = kidney_only.copy()
     wrong_kidney[3, 10:20, 10:20] = 1

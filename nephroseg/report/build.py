@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,8 @@ from nephroseg.report.plots import (
     pick_slice,
     training_curves_png,
 )
+
+SECOND_ROW_GAP_MM = 10.0  # the error row's slice lies at least this far from the largest tumor's
 
 
 def build_report(
@@ -94,10 +97,13 @@ def _case_overlay(
     image: Volume, truth: np.ndarray | None, prediction: np.ndarray, out_png: Path, case_id: str
 ) -> Path:
     """The largest tumor's slice; with ground truth, a second row at the slice where the prediction is
-    most wrong when that is another one (a large false tumor is otherwise out of the picture)."""
+    most wrong at least ``SECOND_ROW_GAP_MM`` away (a large false tumor is otherwise out of the
+    picture; a slice next to the first would show the same)."""
     shown = pick_slice(truth, prediction)
-    worst = error_slice(truth, prediction) if truth is not None else None
-    if worst is None or worst == shown:
+    gap = math.ceil(SECOND_ROW_GAP_MM / image.spacing[0])
+    near = slice(max(0, shown - gap + 1), shown + gap)
+    worst = error_slice(truth, prediction, skip=near) if truth is not None else None
+    if worst is None:
         return overlay_png(image.array, truth, prediction, out_png, case_id, image.spacing, shown)
     rows = [
         OverlayCase(f"{case_id} · largest tumor", image.array, truth, prediction, image.spacing, shown),

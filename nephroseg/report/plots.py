@@ -165,13 +165,16 @@ def pick_slice(truth: np.ndarray | None, prediction: np.ndarray | None) -> int:
     return present[0].shape[0] // 2
 
 
-def error_slice(truth: np.ndarray, prediction: np.ndarray) -> int | None:
+def error_slice(truth: np.ndarray, prediction: np.ndarray, skip: slice | None = None) -> int | None:
     """The axial slice where the prediction is most wrong: most voxels on which truth and prediction
-    disagree about tumor, else about kidney+tumor; None where they agree everywhere. The slice of
-    ``pick_slice`` shows the largest tumor, which can hide a large false one elsewhere."""
+    disagree about tumor, else about kidney+tumor; None where they agree everywhere. ``skip``: slices
+    not to consider (those around one already shown). The slice of ``pick_slice`` shows the largest
+    tumor, which can hide a large false one elsewhere."""
     truth, prediction = np.asarray(truth), np.asarray(prediction)
     for threshold in (1, 0):  # tumor (label > 1), then kidney+tumor (label > 0)
         wrong = np.count_nonzero((truth > threshold) != (prediction > threshold), axis=(1, 2))
+        if skip is not None:
+            wrong[skip] = 0
         if wrong.max() > 0:
             return int(wrong.argmax())
     return None
