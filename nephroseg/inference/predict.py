@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -246,14 +247,16 @@ def predict(
         raise NephrosegInputError("--precision", f"unknown precision '{precision}' (fp32 or bf16)")
     allowed = parse_size(max_memory) if max_memory is not None else None
     jobs = plan_outputs(inputs, output, overwrite, output_format, resume)
+    pending, on_first_write = jobs, None
     folder = _output_folder(jobs, output)
-    record = prediction_record(models, coarse_models, tta, precision, output_format) if folder else None
-    pending = jobs
-    if resume and folder is not None and record is not None:
-        pending = [job for job in jobs if not job.target.exists()]
-        check_resumable(folder, record, existing=len(jobs) - len(pending))
-        if not pending:
-            return []
+    if folder is not None:  # a folder of outputs carries the record that --resume checks
+        record = prediction_record(models, coarse_models, tta, precision, output_format)
+        if resume:
+            pending = [job for job in jobs if not job.target.exists()]
+            check_resumable(folder, record, existing=len(jobs) - len(pending))
+            if not pending:
+                return []
+        on_first_write = partial(write_record, folder, record)
     torch_device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
@@ -268,7 +271,6 @@ def predict(
     )
     if allowed is not None:
         check_jobs_fit(pending, segmenter, allowed)
-    on_first_write = (lambda: write_record(folder, record)) if folder and record else None
     return run_jobs(
         pending, segmenter, progress, kept=len(jobs) - len(pending), after_first_write=on_first_write
     )

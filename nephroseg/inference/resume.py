@@ -56,9 +56,9 @@ def prediction_record(
 
 def check_resumable(folder: Path, record: dict, existing: int) -> None:
     """Refuse to resume into ``folder`` (holding ``existing`` labels) unless it was made with ``record``."""
-    path = folder / RECORD_NAME
     if not existing:
         return
+    path = folder / RECORD_NAME
     if not path.is_file():
         raise NephrosegInputError(
             folder,
