@@ -40,13 +40,15 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 class nnUNetTrainer_benchSteps(nnUNetTrainer):
     """BENCH_EPOCHS epochs of BENCH_STEPS optimizer steps (its poly rate moves once per epoch); the
-    bench scores test cases itself."""
+    bench scores test cases itself. BENCH_BATCH, when set, replaces the 2d plan's batch size."""
 
     def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cpu")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = int(os.environ.get("BENCH_EPOCHS", "1"))
         self.num_iterations_per_epoch = int(os.environ.get("BENCH_STEPS", "20"))
         self.num_val_iterations_per_epoch = 1
+        if configuration == "2d" and os.environ.get("BENCH_BATCH"):
+            self.configuration_manager.configuration["batch_size"] = int(os.environ["BENCH_BATCH"])
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         pass
@@ -301,6 +303,18 @@ def main(argv: list[str] | None = None) -> None:
         "--no-mirroring", action="store_true", help="skip the mirrored rows (accuracy runs at many steps)"
     )
     parser.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="the batch size of nnU-Net 2d and of ours (equal samples as well as equal steps); "
+        "default: each tool's own (nnU-Net 2d's plan, ours' recipe). 3d_fullres keeps its plan",
+    )
+    parser.add_argument(
+        "--no-wallclock",
+        action="store_true",
+        help="skip the row of ours trained for nnU-Net 2d's training time (on by default outside --quick)",
+    )
+    parser.add_argument(
         "--steps-3d", type=int, default=None, help="nnU-Net 3d_fullres steps (default: --steps; 5 in --quick)"
     )
     parser.add_argument(
@@ -396,7 +410,12 @@ def main(argv: list[str] | None = None) -> None:
                 "-device",
                 args.device,
             ],
-            {**env, "BENCH_EPOCHS": str(n_epochs), "BENCH_STEPS": str(per_epoch)},
+            {
+                **env,
+                "BENCH_EPOCHS": str(n_epochs),
+                "BENCH_STEPS": str(per_epoch),
+                **({"BENCH_BATCH": str(args.batch)} if args.batch else {}),
+            },
             f"nnU-Net train {config} ({config_steps} steps)",
         )
 
@@ -408,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
             f"train.epochs={n_epochs}",
             "train.split.kind=holdout",
             "train.split.val_cases=1",
+            *([f"train.batch_size={args.batch}"] if args.batch else []),
         ]
         cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
         cmd += ["--profile", args.ours_profile, "--no-progress", "--device", args.device]
@@ -427,7 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     # measured on ours' own whole command), when that is more than the equal-steps count.
     wall_steps = int(theirs["2d"]["s"] / (ours_train["s"] / steps)) // epochs * epochs
     wall_dir = out / "ours_run_wallclock"
-    wall_train = train_ours(wall_dir, wall_steps) if not args.quick and wall_steps > steps else None
+    wanted = not (args.quick or args.no_wallclock) and wall_steps > steps
+    wall_train = train_ours(wall_dir, wall_steps) if wanted else None
 
     # Prediction of the held-out cases, without and with mirroring; scored by our evaluator.
     images = flat_images(test_dir, out / "test_images")
@@ -572,7 +593,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     lines += [
         "",
-        f"Training: {steps} optimizer steps each in {split_steps(steps)[0]} epochs; nnU-Net 2d "
+        f"Training: {steps} optimizer steps each in {split_steps(steps)[0]} epochs"
+        + (f", batch {args.batch} for nnU-Net 2d and ours" if args.batch else "")
+        + "; nnU-Net 2d "
         f"{theirs['2d']['s']:.0f} s, 3d_fullres "
         f"{theirs['3d_fullres']['s']:.0f} s ({steps_3d} steps), ours {ours_train['s']:.0f} s "
         + (f"({wall_steps} steps: {wall_train['s']:.0f} s) " if wall_train else "")
