@@ -189,8 +189,9 @@ def predict(
     tta: Annotated[
         bool | None,
         typer.Option(
-            help="Average over mirrorings (2.5D: those it was trained with; 3D: all 8). "
-            "Default: the recipe's volumetric.mirror_tta (3D) or train.mirror_tta (2D/2.5D)."
+            help="Average over mirrorings (2.5D: those it was trained with; 3D: all 8) and, for 2.5D, "
+            "the zooms of the recipe's train.tta_scales. Default: the recipe's volumetric.mirror_tta "
+            "(3D) or train.mirror_tta and tta_scales (2D/2.5D); --no-tta: neither."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,

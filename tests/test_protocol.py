@@ -12,6 +12,7 @@ import torch
 from conftest import blob_case, kits_affine, save_nifti
 from torch import nn
 
+from nephroseg.errors import NephrosegInputError
 from nephroseg.inference import SegmentationModel, Segmenter
 from nephroseg.inference.predict import load_models
 from nephroseg.inference.segmenter import tta_flips
@@ -207,3 +208,57 @@ def test_bf16_autocast_agrees_with_float32(trained_run) -> None:
     assert fp32.dtype == bf16.dtype == torch.float32
     assert float((fp32 - bf16).abs().max()) < 0.05
     assert float((fp32.argmax(1) == bf16.argmax(1)).float().mean()) > 0.98
+
+
+class WidthLogits(nn.Module):
+    """Tumor logit = input width / 10 everywhere: its output tells which zoom it was given."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tumor = torch.full((x.shape[0], 1, *x.shape[-2:]), x.shape[-1] / 10.0)
+        return torch.cat([torch.zeros_like(tumor), torch.zeros_like(tumor), tumor], dim=1)
+
+
+def test_zoomed_views_average_the_model_at_each_scale_by_hand() -> None:
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=["preprocess.spacing_mm=2.0"])
+    model = SegmentationModel(WidthLogits(), recipe)
+    hu = np.zeros((2, 40, 48), np.float32)  # 1.5 mm: 36 columns at 2 mm, 72 at 1 mm (zoom 2)
+    (_, probs), *_ = Segmenter([model], scales=(1.0, 2.0)).probabilities(hu, (3.0, 1.5, 1.5))
+    widths = [-(-w // model.divisor) * model.divisor for w in (36, 72)]  # padded to the divisor
+
+    def softmax(tumor: float) -> np.ndarray:
+        e = np.exp([0.0, 0.0, tumor])
+        return e / e.sum()
+
+    by_hand = (softmax(widths[0] / 10) + softmax(widths[1] / 10)) / 2
+    np.testing.assert_allclose(probs[1, :, 20, 24].numpy(), by_hand, rtol=1e-5)
+    assert probs.shape == (2, 3, 40, 48)  # back on the volume's own grid
+
+
+def test_zoomed_views_need_a_fixed_grid_and_positive_factors() -> None:
+    native = load_recipe("resunet25d", profile="tiny")  # spacing_mm null: the slices as they come
+    with pytest.raises(ValueError, match="fixed grid"):
+        Segmenter([SegmentationModel(WidthLogits(), native)], scales=(1.0, 1.2))
+    with pytest.raises(NephrosegInputError, match="tta_scales"):
+        load_recipe("resunet25d", profile="tiny", overrides=["train.tta_scales=[1.0, 0.0]"])
+
+
+@pytest.mark.parametrize(("tta", "expected"), [(None, (1.0, 1.2)), (True, (1.0, 1.2)), (False, (1.0,))])
+def test_slice_models_zoom_as_their_recipe_says_unless_tta_is_off(tta, expected) -> None:
+    recipe = load_recipe(
+        "resunet25d", profile="tiny", overrides=["preprocess.spacing_mm=2.0", "train.tta_scales=[1.2, 1.0]"]
+    )
+    segmenter = make_segmenter([SegmentationModel(WidthLogits(), recipe)], torch.device("cpu"), tta=tta)
+    assert segmenter.scales == expected
+
+
+def test_memory_estimate_counts_every_zoomed_view() -> None:
+    from nephroseg.inference.predict import _slice_estimator
+    from nephroseg.models import build_model
+
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=["preprocess.spacing_mm=2.0"])
+    model = SegmentationModel(build_model(recipe.model).eval(), recipe)
+    shape, spacing = (4, 200, 240), (3.0, 1.5, 1.5)
+    plain = _slice_estimator(Segmenter([model]))(shape, spacing)
+    zoomed = _slice_estimator(Segmenter([model], scales=(1.0, 2.0)))(shape, spacing)
+    # The zoom-2 view has four times the pixels of the plain one, on top of it.
+    assert zoomed > 2 * plain - shape[0] * shape[1] * shape[2] * 5

@@ -26,7 +26,7 @@ from nephroseg.inference.guards import (
 )
 from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
 from nephroseg.inference.resume import check_resumable, prediction_record, write_record
-from nephroseg.inference.segmenter import SegmentationModel, Segmenter
+from nephroseg.inference.segmenter import SegmentationModel, Segmenter, view_spacing
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
 from nephroseg.io.itk import is_itk
@@ -121,7 +121,7 @@ def _estimator(segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter)
 def _slice_estimator(segmenter: Segmenter):
     members = [
         (
-            m.recipe.preprocess.spacing_mm,
+            view_spacing(m, zoom),
             m.divisor,
             m.recipe.model.in_slices,
             m.recipe.model.num_classes,
@@ -130,6 +130,7 @@ def _slice_estimator(segmenter: Segmenter):
             ),
         )
         for m in segmenter.models
+        for zoom in segmenter.scales
     ]
     return lambda shape, spacing: peak_bytes(shape, spacing, members, segmenter.batch_size)
 

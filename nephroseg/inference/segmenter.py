@@ -60,6 +60,12 @@ def tta_flips(augment: AugmentSpec, tta: bool) -> list[tuple[int, ...]]:
     return [*flips, (-2, -1)] if len(axes) == 2 else flips
 
 
+def view_spacing(model: SegmentationModel, scale: float) -> float | None:
+    """The in-plane spacing (mm) a model sees a slice at when zoomed by ``scale``."""
+    spacing_mm = model.recipe.preprocess.spacing_mm
+    return spacing_mm if spacing_mm is None or scale == 1.0 else spacing_mm / scale
+
+
 def class_labels(scores: torch.Tensor, dim: int) -> np.ndarray:
     """uint8 argmax over the class axis ``dim``. The class axis is made the contiguous last one
     first: torch's CPU argmax over a strided axis of 2–3 classes took 15× longer (540 against 34 ms
@@ -77,11 +83,14 @@ class Segmenter:
         tta: bool = False,
         bf16: bool = False,
         postprocess: bool | None = None,
+        scales: tuple[float, ...] = (1.0,),
     ) -> None:
         """``bf16``: run the networks under bfloat16 autocast (weights stay float32); on CPUs with
         native bfloat16 the network ran 2.4× faster for resunet25d, without it 20× slower
         (docs/benchmarks.md). ``postprocess``: keep the largest kidney per side and no tumor away
-        from it; by default when every member's training chose it on validation."""
+        from it; by default when every member's training chose it on validation. ``scales``: each
+        model also sees the slices zoomed by these factors (its grid's spacing divided by each), and
+        the probabilities are averaged over them."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         classes = {m.recipe.model.num_classes for m in models}
@@ -93,6 +102,9 @@ class Segmenter:
         self.batch_size = batch_size
         self.tta = tta
         self.bf16 = bf16
+        if scales != (1.0,) and any(m.recipe.preprocess.spacing_mm is None for m in models):
+            raise ValueError("zoomed views need models trained on a fixed grid (preprocess.spacing_mm)")
+        self.scales = scales
         chosen = all(m.recipe.train.postprocess == "components" for m in models)
         self.postprocess = chosen if postprocess is None else postprocess
 
@@ -102,14 +114,14 @@ class Segmenter:
     ) -> Iterator[tuple[int, torch.Tensor]]:
         """Yield ``(first slice, probabilities (B, C, H, W))`` over the volume, on its own grid."""
         out_hw = tuple(hu.shape[1:])
-        views = [_ModelView(m, hu, spacing, self.device) for m in self.models]
+        views = [_ModelView(m, hu, spacing, self.device, z) for m in self.models for z in self.scales]
         n_slices = hu.shape[0]
         for start in range(0, n_slices, self.batch_size):
             centres = np.arange(start, min(start + self.batch_size, n_slices))
             total: torch.Tensor | None = None  # a single model without flips: its output, no copies
             for view in views:
                 flips = tta_flips(view.model.recipe.augment, self.tta)
-                weight = 1.0 / (len(flips) * len(views))  # the mean over flips, then over models
+                weight = 1.0 / (len(flips) * len(views))  # the mean over flips, zooms and models
                 for flip in flips:
                     with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
                         probs = view.probabilities(centres, flip, out_hw)
@@ -132,12 +144,14 @@ class _ModelView:
     centres needs are resampled, normalized and padded, so memory follows the batch, not the volume.
     Every step works slice by slice, so slabs give exactly what the whole volume at once would."""
 
-    def __init__(self, model: SegmentationModel, hu: np.ndarray, spacing, device: torch.device) -> None:
+    def __init__(
+        self, model: SegmentationModel, hu: np.ndarray, spacing, device: torch.device, scale: float = 1.0
+    ) -> None:
         self.model = model
         self.device = device
         self.hu = hu
         self.k = model.recipe.model.in_slices
-        self.model_hw = inplane_shape(hu.shape[1:], spacing[1:], model.recipe.preprocess.spacing_mm)
+        self.model_hw = inplane_shape(hu.shape[1:], spacing[1:], view_spacing(model, scale))
         self._last: tuple[np.ndarray, torch.Tensor] | None = None  # (centres, stacks) of the last batch
         self.pad = (0, 0, 0, 0)
 
