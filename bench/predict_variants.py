@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     from nephroseg.io import find_cases, load_case
     from nephroseg.metrics.overlap import kits_scores
 
-    device = __import__("torch").device("cpu")
+    device = torch.device("cpu")
     models = load_models([args.model], device)
     coarse = load_models([args.coarse_model], device) if args.coarse_model else None
     cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]

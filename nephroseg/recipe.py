@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -127,8 +127,9 @@ class TrainSpec(_Strict):
         description="2D/2.5D inference averages the logits over the flips the model was trained with "
         "(predict --tta / --no-tta overrides)",
     )
-    tta_scales: tuple[float, ...] = Field(
+    tta_scales: tuple[Annotated[float, Field(gt=0)], ...] = Field(
         (1.0,),
+        min_length=1,
         description="2D/2.5D inference on a fixed grid also sees each slice zoomed by these factors "
         "(spacing divided by each) and averages the probabilities; --no-tta uses 1 alone",
     )
@@ -146,8 +147,6 @@ class TrainSpec(_Strict):
 
     @model_validator(mode="after")
     def _fractions(self) -> TrainSpec:
-        if not self.tta_scales or min(self.tta_scales) <= 0:
-            raise ValueError("tta_scales must be one or more positive zoom factors, e.g. [1.0, 1.2]")
         if self.tumor_slice_fraction + self.kidney_slice_fraction > 1:
             raise ValueError("tumor_slice_fraction + kidney_slice_fraction must not exceed 1")
         if self.shuffle_buffer and (self.tumor_slice_fraction or self.kidney_slice_fraction):

@@ -119,19 +119,13 @@ def _estimator(segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter)
 
 
 def _slice_estimator(segmenter: Segmenter):
-    members = [
-        (
-            view_spacing(m, zoom),
-            m.divisor,
-            m.recipe.model.in_slices,
-            m.recipe.model.num_classes,
-            _activations(
-                m.network, lambda m=m: activations_per_pixel(m.network, m.recipe.model.in_slices, m.divisor)
-            ),
-        )
-        for m in segmenter.models
-        for zoom in segmenter.scales
-    ]
+    """One member per model and zoom; each network's layer outputs are counted once, not per zoom."""
+    members = []
+    for m in segmenter.models:
+        k, num_classes = m.recipe.model.in_slices, m.recipe.model.num_classes
+        activations = _activations(m.network, lambda m=m, k=k: activations_per_pixel(m.network, k, m.divisor))
+        for zoom in segmenter.scales:
+            members.append((view_spacing(m, zoom), m.divisor, k, num_classes, activations))
     return lambda shape, spacing: peak_bytes(shape, spacing, members, segmenter.batch_size)
 
 
