@@ -286,6 +286,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="device for both tools (nnU-Net: cpu/cuda)")
     parser.add_argument("--skip-install", action="store_true", help="use --venv as it is")
     parser.add_argument("--ours-profile", default="quick")
+    parser.add_argument(
+        "--ours-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override for ours' training (repeatable), e.g. model.width=0.5",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
     parser.add_argument("--seed", type=int, default=0)
@@ -346,6 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         from nephroseg.recipe import available_recipes
 
         args.ours_recipe = "nnunet3d" if "nnunet3d" in available_recipes() else "resunet25d"
+    ours_name = " ".join([args.ours_recipe, *args.ours_set])
     env = {
         **os.environ,
         "nnUNet_raw": str(out / "nnUNet_raw"),
@@ -428,6 +436,7 @@ def main(argv: list[str] | None = None) -> None:
             "train.split.kind=holdout",
             "train.split.val_cases=1",
             *([f"train.batch_size={args.batch}"] if args.batch else []),
+            *args.ours_set,
         ]
         cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
         cmd += ["--profile", args.ours_profile, "--no-progress", "--device", args.device]
@@ -465,7 +474,7 @@ def main(argv: list[str] | None = None) -> None:
     for tta in (False,) if args.no_mirroring else (False, True):
         target = out / f"pred_ours{'_tta' if tta else ''}"
         stats = predict_ours(run_dir, target, tta)
-        results.append((f"ours {args.ours_recipe}", tta, stats, score(target, test_dir)))
+        results.append((f"ours {ours_name}", tta, stats, score(target, test_dir)))
     cascade_args = []
     if args.ours_cascade:
         refine, coarse = args.ours_cascade
@@ -480,7 +489,7 @@ def main(argv: list[str] | None = None) -> None:
     if wall_train is not None:
         target = out / "pred_ours_wallclock"
         stats = predict_ours(wall_dir, target, False)
-        name = f"ours {args.ours_recipe}, {wall_steps} steps in nnU-Net 2d's training time"
+        name = f"ours {ours_name}, {wall_steps} steps in nnU-Net 2d's training time"
         results.append((name, False, stats, score(target, test_dir)))
 
     # The KiTS-sized case: ours end to end, nnU-Net 2d end to end, 3d_fullres by timed tiles.

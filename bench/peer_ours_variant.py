@@ -1,0 +1,106 @@
+"""One variant of ours on the cohort of ``bench/peer_nnunet.py``, without running nnU-Net again.
+
+    python bench/peer_ours_variant.py NAME --steps 1600 --epochs 16 --batch 8 --cases 12 --size 128 \
+        [--recipe resunet25d] [--profile quick] [--set KEY=VALUE ...] [--out bench_out/peer_variants]
+
+The peer bench generates its cohort deterministically from (``--seed``, ``--cases``, ``--size``), so
+a variant trained here with the same step budget (``--steps`` split into ``--epochs`` as the bench
+splits it, ``--batch``) sees the same cases as the nnU-Net run recorded in docs/benchmarks.md and is
+compared with it at equal steps. Trains through the CLI as the bench does (holdout of one validation
+case; ``--reuse`` keeps a run trained before), predicts the held-out cases without mirroring and the
+bench's KiTS-sized case (timed end to end, peak RSS), scores them with our evaluator and appends
+one JSON line to ``OUT/results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_nnunet import REPO, build_cohort, kits_sized_case, run, score
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name")
+    parser.add_argument("--steps", type=int, default=1600)
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--cases", type=int, default=12, help="training cases (the bench holds out 5)")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0, help="the cohort's seed (the bench's --seed)")
+    parser.add_argument(
+        "--train-seed", type=int, default=0, help="ours' --seed: validation case, weights, sampling"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--recipe", default="resunet25d")
+    parser.add_argument("--profile", default="quick")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "peer_variants")
+    parser.add_argument("--reuse", action="store_true", help="keep OUT/run_NAME when it was trained")
+    args = parser.parse_args()
+
+    train_dir, test_dir = build_cohort(args.out, args.cases, 5, args.size, args.seed)
+    n_epochs = min(args.epochs, args.steps)
+    overrides = [
+        f"train.iterations_per_epoch={max(1, args.steps // n_epochs)}",
+        f"train.epochs={n_epochs}",
+        "train.split.kind=holdout",
+        "train.split.val_cases=1",
+        f"train.batch_size={args.batch}",
+        *args.overrides,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    ours = str(Path(sys.executable).parent / "nephroseg")
+    folder, target = args.out / f"run_{args.name}", args.out / f"pred_{args.name}"
+    summary = folder / "summary.json"
+    if args.reuse and summary.is_file():
+        done = json.loads(summary.read_text())  # optimization time only, not the whole command
+        trained = {"s": done["seconds_per_iteration"] * done["steps"]}
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        cmd = [ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.recipe]
+        cmd += ["--profile", args.profile, "--seed", str(args.train_seed), "--no-progress"]
+        cmd += [a for o in overrides for a in ("--set", o)]
+        trained = run(cmd, env, f"ours train {args.name} ({args.steps} steps)")
+    shutil.rmtree(target, ignore_errors=True)
+    cmd = [ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
+    predicted = run([*cmd, "--threads", str(args.threads), "--no-tta"], env, f"ours predict {args.name}")
+    scores = score(target, test_dir)
+    big = kits_sized_case(args.out, args.seed)
+    cmd = [ours, "predict", "-i", str(big), "-o", str(target / "kits_sized"), "-m", str(folder)]
+    cmd += ["--overwrite", "--no-progress", "--no-tta", "--threads", str(args.threads)]
+    big_run = run(cmd, env, f"ours predict KiTS-sized {args.name}")
+    big_scores = score(target / "kits_sized", big)
+    line = {
+        "name": args.name,
+        "steps": args.steps,
+        "batch": args.batch,
+        "cases": args.cases,
+        "size": args.size,
+        "seed": args.seed,
+        "train_seed": args.train_seed,
+        "recipe": args.recipe,
+        "profile": args.profile,
+        "overrides": args.overrides,
+        "composite_dice": round(scores["composite_dice"], 4),
+        "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),
+        "tumor_dice": round(scores["tumor_dice"], 4),
+        "train_seconds": round(trained["s"]),
+        "predict_seconds_per_case": round(predicted["s"] / 5, 2),
+        "kits_sized_seconds": round(big_run["s"], 1),
+        "kits_sized_rss_mb": round(big_run["rss_mb"]),
+        "kits_sized_composite_dice": round(big_scores["composite_dice"], 4),
+    }
+    print(json.dumps(line))
+    with open(args.out / "results.jsonl", "a", encoding="utf-8") as results:
+        results.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main()
