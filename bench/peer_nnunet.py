@@ -160,6 +160,29 @@ def ensure_venv(venv: Path, skip_install: bool = False) -> Path:
     return venv / "bin"
 
 
+HELD_OUT = 5  # held-out cases of a full run (2 in --quick)
+
+
+def split_steps(n_steps: int, epochs: int) -> tuple[int, int]:
+    """(epochs, steps per epoch) for ``n_steps`` steps: both tools split a budget the same way."""
+    n_epochs = min(epochs, n_steps)
+    return n_epochs, max(1, n_steps // n_epochs)
+
+
+def ours_budget(n_steps: int, epochs: int, batch: int | None, extra: list[str]) -> list[str]:
+    """Recipe overrides that train ours for the bench's budget (one validation case; ``batch`` None
+    keeps the recipe's), then ``extra``."""
+    n_epochs, per_epoch = split_steps(n_steps, epochs)
+    return [
+        f"train.iterations_per_epoch={per_epoch}",
+        f"train.epochs={n_epochs}",
+        "train.split.kind=holdout",
+        "train.split.val_cases=1",
+        *([f"train.batch_size={batch}"] if batch else []),
+        *extra,
+    ]
+
+
 def build_cohort(out: Path, n_train: int, n_test: int, size: int, seed: int) -> tuple[Path, Path]:
     from nephroseg.synth import SynthConfig, synthesize_cohort
 
@@ -339,13 +362,8 @@ def main(argv: list[str] | None = None) -> None:
     steps_3d = args.steps_3d or (5 if args.quick else steps)
     epochs = args.epochs or (1 if args.quick else 10)
 
-    def split_steps(n_steps: int) -> tuple[int, int]:
-        """(epochs, steps per epoch) for ``n_steps`` steps: both tools split a budget the same way."""
-        n_epochs = min(epochs, n_steps)
-        return n_epochs, max(1, n_steps // n_epochs)
-
     n_train = args.cases or (6 if args.quick else 20)
-    n_test = 2 if args.quick else 5
+    n_test = 2 if args.quick else HELD_OUT
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     bin_dir = ensure_venv(args.venv, args.skip_install)
@@ -406,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     # Training at equal optimizer steps.
     theirs = {}
     for config, config_steps in (("2d", steps), ("3d_fullres", steps_3d)):
-        n_epochs, per_epoch = split_steps(config_steps)
+        n_epochs, per_epoch = split_steps(config_steps, epochs)
         theirs[config] = run(
             [
                 str(bin_dir / "nnUNetv2_train"),
@@ -429,15 +447,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def train_ours(folder: Path, n_steps: int) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
-        n_epochs, per_epoch = split_steps(n_steps)
-        overrides = [
-            f"train.iterations_per_epoch={per_epoch}",
-            f"train.epochs={n_epochs}",
-            "train.split.kind=holdout",
-            "train.split.val_cases=1",
-            *([f"train.batch_size={args.batch}"] if args.batch else []),
-            *args.ours_set,
-        ]
+        overrides = ours_budget(n_steps, epochs, args.batch, args.ours_set)
         cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
         cmd += ["--profile", args.ours_profile, "--no-progress", "--device", args.device]
         return run(
@@ -602,7 +612,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     lines += [
         "",
-        f"Training: {steps} optimizer steps each in {split_steps(steps)[0]} epochs"
+        f"Training: {steps} optimizer steps each in {split_steps(steps, epochs)[0]} epochs"
         + (f", batch {args.batch} for nnU-Net 2d and ours" if args.batch else "")
         + "; nnU-Net 2d "
         f"{theirs['2d']['s']:.0f} s, 3d_fullres "

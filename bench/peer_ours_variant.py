@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_nnunet import REPO, build_cohort, kits_sized_case, run, score
+from peer_nnunet import HELD_OUT, REPO, build_cohort, kits_sized_case, ours_budget, run, score
 
 
 def main() -> None:
@@ -31,7 +31,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1600)
     parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--cases", type=int, default=12, help="training cases (the bench holds out 5)")
+    held_out = f"training cases (the bench holds out {HELD_OUT})"
+    parser.add_argument("--cases", type=int, default=12, help=held_out)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0, help="the cohort's seed (the bench's --seed)")
     parser.add_argument(
@@ -45,16 +46,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="keep OUT/run_NAME when it was trained")
     args = parser.parse_args()
 
-    train_dir, test_dir = build_cohort(args.out, args.cases, 5, args.size, args.seed)
-    n_epochs = min(args.epochs, args.steps)
-    overrides = [
-        f"train.iterations_per_epoch={max(1, args.steps // n_epochs)}",
-        f"train.epochs={n_epochs}",
-        "train.split.kind=holdout",
-        "train.split.val_cases=1",
-        f"train.batch_size={args.batch}",
-        *args.overrides,
-    ]
+    train_dir, test_dir = build_cohort(args.out, args.cases, HELD_OUT, args.size, args.seed)
+    overrides = ours_budget(args.steps, args.epochs, args.batch, args.overrides)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     ours = str(Path(sys.executable).parent / "nephroseg")
     folder, target = args.out / f"run_{args.name}", args.out / f"pred_{args.name}"
@@ -92,7 +85,7 @@ def main() -> None:
         "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),
         "tumor_dice": round(scores["tumor_dice"], 4),
         "train_seconds": round(trained["s"]),
-        "predict_seconds_per_case": round(predicted["s"] / 5, 2),
+        "predict_seconds_per_case": round(predicted["s"] / HELD_OUT, 2),
         "kits_sized_seconds": round(big_run["s"], 1),
         "kits_sized_rss_mb": round(big_run["rss_mb"]),
         "kits_sized_composite_dice": round(big_scores["composite_dice"], 4),
