@@ -200,8 +200,13 @@ class Recipe(_Strict):
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
 
     def with_overrides(self, overrides: dict[str, Any], where: str = "override") -> Recipe:
-        merged = _deep_merge(self.model_dump(mode="json"), overrides)
-        return _validate(merged, where)
+        """Overrides merged key by key (``model.options`` too); a new model name starts its options
+        afresh, since options belong to one model's builder."""
+        base = self.model_dump(mode="json")
+        model = overrides.get("model")
+        if isinstance(model, dict) and model.get("name", base["model"]["name"]) != base["model"]["name"]:
+            base["model"]["options"] = {}
+        return _validate(_deep_merge(base, overrides), where)
 
 
 def available_recipes() -> list[str]:
@@ -273,7 +278,7 @@ def _scalar(text: str) -> Any:
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict) and key != "options":
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], value)
         else:
             merged[key] = value

@@ -44,3 +44,21 @@ def test_perfect_logits_give_near_zero_loss_and_gradients_flow() -> None:
 def test_class_weight_count_must_match() -> None:
     with pytest.raises(ValueError, match="class_weights has 2 values for 3 classes"):
         build_loss(TrainSpec(class_weights=(1.0, 2.0)), 3)
+
+
+def test_deep_supervision_weights_heads_against_shrunk_labels() -> None:
+    """Heads weighted 1 and ½, normalized (÷1.5); the ½-size head is scored against the label map
+    sampled at odd pixels (nearest-exact: output i reads input 2i + 1)."""
+    torch.manual_seed(0)
+    target = torch.randint(0, 3, (2, 8, 8))
+    full, half = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 4, 4)
+    weights = torch.tensor([1.0, 1.0, 3.0])
+    loss = build_loss(TrainSpec(loss="ce", class_weights=(1.0, 1.0, 3.0)), 3, deep_supervision=True)
+    expected = (
+        torch.nn.functional.cross_entropy(full, target, weight=weights)
+        + 0.5 * torch.nn.functional.cross_entropy(half, target[:, 1::2, 1::2], weight=weights)
+    ) / 1.5
+    assert float(loss([full, half], target)) == pytest.approx(float(expected), rel=1e-6)
+    # A single tensor (evaluation output) is scored like the plain loss.
+    plain = build_loss(TrainSpec(loss="ce", class_weights=(1.0, 1.0, 3.0)), 3)
+    assert float(loss(full, target)) == pytest.approx(float(plain(full, target)), rel=1e-6)

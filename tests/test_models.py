@@ -62,6 +62,23 @@ def test_resunet25d_output_matches_input_size() -> None:
         assert model(torch.zeros(1, 3, 128, 192)).shape == (1, 3, 128, 192)
 
 
+def test_resunet25d_deep_supervision_heads() -> None:
+    """Training returns the full-size logits, then one head per finest decoder stage (½, ¼ size);
+    evaluation returns the logits alone; without the option the weights are the seed's (no heads)."""
+    spec = ModelSpec(width=0.125, options={"depth": 3, "deep_supervision": 2})
+    model = build_model(spec)
+    outputs = model(torch.zeros(2, 3, 64, 96))
+    assert [tuple(o.shape) for o in outputs] == [(2, 3, 64, 96), (2, 3, 32, 48), (2, 3, 16, 24)]
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 64, 96)).shape == (1, 3, 64, 96)
+    plain = build_model(ModelSpec(width=0.125, options={"depth": 3}))
+    assert not any(k.startswith("aux_heads") for k in plain.state_dict())
+    extra = parameter_count(model) - parameter_count(plain)
+    assert extra == (8 * 3 + 3) + (16 * 3 + 3)  # two 1×1 heads on the 8- and 16-channel stages
+    with pytest.raises(ValueError, match=r"deep_supervision must be 0\.\.3"):
+        ResUNet25D(base=4, depth=3, deep_supervision=4)
+
+
 def test_every_model_is_registered_by_the_module_named_for_it() -> None:
     from nephroseg.models import MODEL_MODULES
 

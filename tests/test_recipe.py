@@ -37,6 +37,13 @@ def test_profile_and_overrides_apply_in_order() -> None:
     assert recipe.augment.pad_px == 12  # untouched by the profile
 
 
+def test_model_options_merge_unless_the_model_changes() -> None:
+    tiny = load_recipe("resunet25d", profile="tiny", overrides=["model.options.deep_supervision=2"])
+    assert tiny.model.options == {"depth": 2, "deep_supervision": 2}  # the profile's depth is kept
+    other = tiny.with_overrides({"model": {"name": "unet", "options": {"base": 8}}})
+    assert other.model.options == {"base": 8}  # resunet25d's options do not reach another builder
+
+
 def test_parse_overrides_builds_nested_values() -> None:
     assert parse_overrides(["a.b=1", "a.c=[1, 2]", "d=x"]) == {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
     assert parse_overrides(["train.lr=3e-4"]) == {"train": {"lr": 3e-4}}

@@ -34,6 +34,9 @@ class SegmentationLoss(nn.Module):
         self.region_name = region
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
+        logits = logits.float()  # Lovász sorts and takes dot products: float32 under autocast too
+        if target.ndim == logits.ndim:  # (N, 1, H, W), as deep supervision passes it
+            target = target[:, 0]
         target = target.long()
         loss = nn.functional.cross_entropy(logits, target, weight=self.class_weights.to(logits.dtype))
         if self.region is not None and self.region_weight:
@@ -42,12 +45,15 @@ class SegmentationLoss(nn.Module):
         return loss
 
 
-def build_loss(spec: TrainSpec, num_classes: int) -> SegmentationLoss:
+def build_loss(spec: TrainSpec, num_classes: int, deep_supervision: bool = False) -> nn.Module:
+    """The recipe's loss; for a deeply supervised model, applied to every head against the labels
+    shrunk to its size (nearest), weighted 1, ½, ¼, … normalized."""
     weights = list(spec.class_weights)
     if len(weights) != num_classes:
         raise ValueError(f"train.class_weights has {len(weights)} values for {num_classes} classes")
     region = {"ce": None, "ce_lovasz": "lovasz", "dice_ce": "dice"}[spec.loss]
-    return SegmentationLoss(weights, region, spec.lovasz_weight if region == "lovasz" else 1.0)
+    loss = SegmentationLoss(weights, region, spec.lovasz_weight if region == "lovasz" else 1.0)
+    return _LabelMapDeepSupervision(loss) if deep_supervision else loss
 
 
 class NormalizedDeepSupervisionLoss(DeepSupervisionLoss):
@@ -58,3 +64,10 @@ class NormalizedDeepSupervisionLoss(DeepSupervisionLoss):
         weights = super().get_weights(levels)
         total = sum(weights)
         return [w / total for w in weights]
+
+
+class _LabelMapDeepSupervision(NormalizedDeepSupervisionLoss):
+    """Deep supervision for label maps (N, H, W): MONAI shrinks a channel-first float target."""
+
+    def forward(self, input: Tensor | list[Tensor], target: Tensor) -> Tensor:
+        return super().forward(input, target[:, None].float())

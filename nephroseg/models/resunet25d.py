@@ -9,6 +9,10 @@ a last PixelShuffle to full size, giving 16 channels, concatenated with Conv0's 
 The report draws five up-sampling stages but its Connector also halves the size, so six halvings
 must be undone: the sixth (full-size) up-sampling feeds CatConv. The Connector doubles the channels
 like every encoder stage, which makes the full-size decoder output 16 channels, as the report says.
+
+``deep_supervision=k`` (not in the report; nnU-Net's 2d set-up has it) adds 1×1 classifiers on the
+last ``k`` decoder stages (½, ¼, … of the input size): in training the model then returns a list,
+the full-size logits first, for a deep-supervision loss; in evaluation it returns the logits alone.
 """
 
 from __future__ import annotations
@@ -80,8 +84,17 @@ class DecoderStage(nn.Module):
 
 
 class ResUNet25D(nn.Module):
-    def __init__(self, in_channels: int = 3, num_classes: int = 3, base: int = 32, depth: int = 5) -> None:
+    def __init__(
+        self,
+        in_channels: int = 3,
+        num_classes: int = 3,
+        base: int = 32,
+        depth: int = 5,
+        deep_supervision: int = 0,
+    ) -> None:
         super().__init__()
+        if not 0 <= deep_supervision <= depth:
+            raise ValueError(f"deep_supervision must be 0..{depth} (decoder stages), got {deep_supervision}")
         if base % 4:
             raise ValueError("base channels must be a multiple of 4 (PixelShuffle divides channels by 4)")
         widths = [base * 2**i for i in range(depth + 1)]  # 32, 64, ..., 1024
@@ -89,27 +102,39 @@ class ResUNet25D(nn.Module):
         self.encoder = nn.ModuleList(ResDownSample(widths[i], widths[i + 1]) for i in range(depth))
         bottom = widths[-1] * 2
         self.connector = ConvBlock(widths[-1], bottom, stride=2)
-        stages, channels = [], bottom
+        stages, stage_channels, channels = [], [], bottom
         for skip in reversed(widths[1:]):
             stages.append(DecoderStage(channels, skip))
             channels = 2 * (channels // 4)
+            stage_channels.append(channels)
         self.decoder = nn.ModuleList(stages)
+        # Heads on the finest decoder stages, finest first (½ size, then ¼, …).
+        self.deep_supervision = deep_supervision
+        self.aux_heads = nn.ModuleList(
+            nn.Conv2d(c, num_classes, 1) for c in reversed(stage_channels[depth - deep_supervision :])
+        )
         self.final_up = nn.PixelShuffle(2)
         self.cat_conv = ConvBlock(channels // 4 + widths[0], widths[0])
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
         self.divisor = 2 ** (depth + 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor | list[Tensor]:
         first = self.conv0(x)
         skips, h = [], first
         for block in self.encoder:
             h = block(h)
             skips.append(h)
         h = self.connector(h)
+        decoded = []
         for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             h = stage(h, skip)
+            decoded.append(h)
         h = self.cat_conv(torch.cat([self.final_up(h), first], dim=1))
-        return self.classifier(h)
+        logits = self.classifier(h)
+        if not (self.training and self.deep_supervision):
+            return logits
+        finest = decoded[::-1][: self.deep_supervision]
+        return [logits, *(head(f) for head, f in zip(self.aux_heads, finest, strict=True))]
 
 
 @register_model(
@@ -119,6 +144,8 @@ class ResUNet25D(nn.Module):
     description="residual U-Net, 3 adjacent slices in, PixelShuffle up-sampling",
     divisor=64,
 )
-def build_resunet25d(in_channels: int, num_classes: int, width: float = 1.0, depth: int = 5) -> nn.Module:
+def build_resunet25d(
+    in_channels: int, num_classes: int, width: float = 1.0, depth: int = 5, deep_supervision: int = 0
+) -> nn.Module:
     base = max(4, round(32 * width / 4) * 4)
-    return ResUNet25D(in_channels, num_classes, base=base, depth=depth)
+    return ResUNet25D(in_channels, num_classes, base=base, depth=depth, deep_supervision=deep_supervision)

@@ -272,8 +272,7 @@ def _run_epoch(
         own_loss = getattr(network, "training_loss", None)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             outputs = own_loss(images, labels) if own_loss is not None else network(images)
-        # The segmentation loss (Lovász sorts and takes dot products) runs in float32.
-        loss = outputs.float() if own_loss is not None else loss_fn(outputs.float(), labels)
+        loss = outputs.float() if own_loss is not None else loss_fn(outputs, labels)
         check_finite(loss, session)
         loss.backward()
         session.optimizer.step()
@@ -361,7 +360,8 @@ def train(
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
     start_epoch = session.epoch
-    loss_fn = build_loss(spec, recipe.model.num_classes).to(torch_device)
+    deep_supervision = bool(getattr(network, "deep_supervision", False))
+    loss_fn = build_loss(spec, recipe.model.num_classes, deep_supervision).to(torch_device)
     sampler = SliceSampler(train_cases, spec, seed)
     loader = DataLoader(
         SliceDataset(train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices),
