@@ -35,8 +35,6 @@ class SegmentationLoss(nn.Module):
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:
         logits = logits.float()  # Lovász sorts and takes dot products: float32 under autocast too
-        if target.ndim == logits.ndim:  # (N, 1, H, W), as deep supervision passes it
-            target = target[:, 0]
         target = target.long()
         loss = nn.functional.cross_entropy(logits, target, weight=self.class_weights.to(logits.dtype))
         if self.region is not None and self.region_weight:
@@ -67,7 +65,13 @@ class NormalizedDeepSupervisionLoss(DeepSupervisionLoss):
 
 
 class _LabelMapDeepSupervision(NormalizedDeepSupervisionLoss):
-    """Deep supervision for label maps (N, H, W): MONAI shrinks a channel-first float target."""
+    """Deep supervision for label maps (N, H, W), which MONAI's shrinking (channel-first) does not
+    take: each is shrunk here, with MONAI's interpolation mode, and passed on as a label map."""
 
-    def forward(self, input: Tensor | list[Tensor], target: Tensor) -> Tensor:
-        return super().forward(input, target[:, None].float())
+    def get_loss(self, input: Tensor, target: Tensor) -> Tensor:
+        if input.shape[2:] != target.shape[1:]:
+            shrunk = nn.functional.interpolate(
+                target[:, None].float(), input.shape[2:], mode=self.interp_mode
+            )
+            target = shrunk[:, 0].long()
+        return self.loss(input, target)

@@ -125,13 +125,15 @@ class ResUNet25D(nn.Module):
             h = block(h)
             skips.append(h)
         h = self.connector(h)
-        decoded = []
+        supervised = self.training and self.deep_supervision
+        decoded = []  # kept only when trained with deep supervision: inference frees each stage
         for stage, skip in zip(self.decoder, reversed(skips), strict=True):
             h = stage(h, skip)
-            decoded.append(h)
+            if supervised:
+                decoded.append(h)
         h = self.cat_conv(torch.cat([self.final_up(h), first], dim=1))
         logits = self.classifier(h)
-        if not (self.training and self.deep_supervision):
+        if not supervised:
             return logits
         finest = decoded[::-1][: self.deep_supervision]
         return [logits, *(head(f) for head, f in zip(self.aux_heads, finest, strict=True))]

@@ -74,8 +74,7 @@ def plan_recipe(recipe: Recipe, fingerprint: Fingerprint) -> Recipe:
     assert spec is not None
     target = tuple(spec.target_spacing or fingerprint.target_spacing(spec.anisotropy_threshold))
     plan = plan_unet(tuple(spec.patch_size), target)
-    options = {
-        **recipe.model.options,
+    options = {  # merged into the recipe's own options by with_overrides
         "patch_size": list(plan.patch_size),
         "spacing": list(target),
         "deep_supervision": spec.deep_supervision,
