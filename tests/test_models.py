@@ -12,7 +12,11 @@ from nephroseg.models import build_model, model_info, parameter_count, registere
 from nephroseg.models.resunet25d import ResUNet25D
 from nephroseg.recipe import ModelSpec
 
-TINY_OPTIONS = {"resunet25d": {"depth": 2}, "deeplab_attn": {"encoder": "resnet18"}}
+TINY_OPTIONS = {
+    "resunet25d": {"depth": 2},
+    "deeplab_attn": {"encoder": "resnet18"},
+    "nnunet2d": {"stages": 3},
+}
 
 
 # 3D models (input kind "3d") take (B, C, z, y, x) patches: tested in test_volumetric.py.

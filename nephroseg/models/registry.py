@@ -39,6 +39,7 @@ MODEL_MODULES: dict[str, str] = {
     "fcn8s_v2": "nephroseg.models.fcn8s",
     "linknet_resnet18": "nephroseg.models.linknet",
     "maskrcnn": "nephroseg.models.maskrcnn",
+    "nnunet2d": "nephroseg.models.dynunet2d",
     "resunet25d": "nephroseg.models.resunet25d",
     "unet": "nephroseg.models.unet",
 }
