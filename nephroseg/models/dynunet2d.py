@@ -14,10 +14,9 @@ nnU-Net's 2d plan, scaled by ``width``.
 
 from __future__ import annotations
 
-from monai.networks.nets import DynUNet
 from torch import nn
 
-from nephroseg.models.dynunet3d import DeepSupervisedUNet
+from nephroseg.models.dynunet3d import nnunet_style_unet
 from nephroseg.models.registry import register_model
 
 MAX_STAGES = 6  # 5 down-samplings: the registered divisor 2**5
@@ -43,19 +42,7 @@ def build_nnunet2d(
         raise ValueError(f"stages must be 2..{MAX_STAGES} (the size divisor is {2 ** (MAX_STAGES - 1)})")
     filters = [max(2, round(min(base_filters * 2**i, max_filters) * width)) for i in range(stages)]
     strides = [[1, 1]] + [[2, 2]] * (stages - 1)
-    heads = stages - 2  # DynUNet allows at most (up-sampling layers - 1) auxiliary heads
-    deep = deep_supervision and heads >= 1
-    net = DynUNet(
-        spatial_dims=2,
-        in_channels=in_channels,
-        out_channels=num_classes,
-        kernel_size=[[3, 3]] * stages,
-        strides=strides,
-        upsample_kernel_size=strides[1:],
-        filters=filters,
-        norm_name=("INSTANCE", {"affine": True}),
-        act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
-        deep_supervision=deep,
-        deep_supr_num=max(1, heads),
+    kernels = [[3, 3]] * stages
+    return nnunet_style_unet(
+        in_channels, num_classes, kernels, strides, filters, deep_supervision, max_heads=stages
     )
-    return DeepSupervisedUNet(net, deep)

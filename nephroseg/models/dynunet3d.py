@@ -102,15 +102,31 @@ def build_dynunet3d(
     plan = plan_unet(tuple(patch_size), tuple(spacing))
     n = len(plan.strides)
     filters = [max(2, round(min(base_filters * 2**i, max_filters) * width)) for i in range(n)]
-    heads = min(n - 2, 4)  # DynUNet allows at most (up-sampling layers - 1) auxiliary heads
+    return nnunet_style_unet(
+        in_channels, num_classes, plan.kernels, plan.strides, filters, deep_supervision, max_heads=4
+    )
+
+
+def nnunet_style_unet(
+    in_channels: int,
+    num_classes: int,
+    kernels: list[list[int]],
+    strides: list[list[int]],
+    filters: list[int],
+    deep_supervision: bool,
+    max_heads: int,
+) -> DeepSupervisedUNet:
+    """DynUNet with nnU-Net's blocks (affine instance norm, leaky ReLU 0.01, transposed convolutions
+    as up-sampling); its dimension follows the kernels. ``max_heads`` caps the auxiliary heads."""
+    heads = min(len(strides) - 2, max_heads)  # DynUNet allows at most (up-sampling layers - 1) heads
     deep = deep_supervision and heads >= 1
     net = DynUNet(
-        spatial_dims=3,
+        spatial_dims=len(kernels[0]),
         in_channels=in_channels,
         out_channels=num_classes,
-        kernel_size=plan.kernels,
-        strides=plan.strides,
-        upsample_kernel_size=plan.strides[1:],
+        kernel_size=kernels,
+        strides=strides,
+        upsample_kernel_size=strides[1:],
         filters=filters,
         norm_name=("INSTANCE", {"affine": True}),
         act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
