@@ -1,22 +1,17 @@
-"""nnU-Net's 2d network in the 2.5D pipeline: nnU-Net's plan to the parameter, deep supervision with
-full-size heads, and a tiny training whose checkpoint predicts on the source grid."""
+"""nnU-Net's 2d network in the 2.5D pipeline: nnU-Net's plan to the parameter and deep supervision
+with full-size heads (its tiny training: tests/test_deep_supervision_25d.py)."""
 
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
-import nibabel as nib
 import pytest
 import torch
 from torch import nn
 
-from nephroseg.inference import predict
 from nephroseg.losses import build_loss
 from nephroseg.models import build_model, model_info, parameter_count
-from nephroseg.recipe import ModelSpec, TrainSpec, load_recipe
-from nephroseg.training import train
-from nephroseg.training.checkpoint import load_checkpoint
+from nephroseg.recipe import ModelSpec, TrainSpec
 
 
 def _hand_count(filters: list[int], in_channels: int, num_classes: int) -> int:
@@ -74,24 +69,3 @@ def test_deep_supervision_loss_on_full_size_heads() -> None:
         nn.functional.cross_entropy(main, labels) + 0.5 * nn.functional.cross_entropy(aux, labels)
     ) / 1.5
     assert torch.allclose(build_loss(spec, 3, deep_supervision=True)([main, aux], labels), expected)
-
-
-def test_tiny_training_with_deep_supervision_predicts_on_the_source_grid(
-    kits_dir: Path, tmp_path: Path
-) -> None:
-    recipe = load_recipe("nnunet2d", profile="tiny", overrides=["train.iterations_per_epoch=3"])
-    assert recipe.model.options == {"stages": 3, "deep_supervision": True}
-    run = tmp_path / "run"
-    result = train(kits_dir, recipe, run, seed=1, progress=False, tensorboard=False)
-    assert result.steps == 3
-    state = load_checkpoint(run / "checkpoints" / "last.pt")["model_state"]
-    torch.manual_seed(1)  # the run builds its network right after seeding with its seed
-    initial = build_model(recipe.model).state_dict()
-    heads = [k for k in state if k.startswith("net.deep_supervision_heads.")]
-    assert len(heads) == 2 and all(not torch.equal(state[k], initial[k]) for k in heads)
-
-    case = kits_dir / "case_00000" / "imaging.nii.gz"
-    written = predict(case, tmp_path / "pred", [run], progress=False)
-    source, label = nib.load(case), nib.load(written[0])
-    assert label.shape == source.shape and (label.affine == source.affine).all()
-    assert set(label.get_fdata().astype(int).ravel().tolist()) <= {0, 1, 2}

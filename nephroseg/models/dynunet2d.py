@@ -40,9 +40,15 @@ def build_nnunet2d(
 ) -> nn.Module:
     if not 2 <= stages <= MAX_STAGES:
         raise ValueError(f"stages must be 2..{MAX_STAGES} (the size divisor is {2 ** (MAX_STAGES - 1)})")
-    filters = [max(2, round(min(base_filters * 2**i, max_filters) * width)) for i in range(stages)]
     strides = [[1, 1]] + [[2, 2]] * (stages - 1)
     kernels = [[3, 3]] * stages
     return nnunet_style_unet(
-        in_channels, num_classes, kernels, strides, filters, deep_supervision, max_heads=stages
+        in_channels,
+        num_classes,
+        kernels,
+        strides,
+        width=width,
+        base_filters=base_filters,
+        max_filters=max_filters,
+        deep_supervision=deep_supervision,
     )

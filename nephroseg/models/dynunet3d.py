@@ -100,10 +100,16 @@ def build_dynunet3d(
     max_filters: int = 320,
 ) -> nn.Module:
     plan = plan_unet(tuple(patch_size), tuple(spacing))
-    n = len(plan.strides)
-    filters = [max(2, round(min(base_filters * 2**i, max_filters) * width)) for i in range(n)]
     return nnunet_style_unet(
-        in_channels, num_classes, plan.kernels, plan.strides, filters, deep_supervision, max_heads=4
+        in_channels,
+        num_classes,
+        plan.kernels,
+        plan.strides,
+        width=width,
+        base_filters=base_filters,
+        max_filters=max_filters,
+        deep_supervision=deep_supervision,
+        max_heads=4,
     )
 
 
@@ -112,13 +118,19 @@ def nnunet_style_unet(
     num_classes: int,
     kernels: list[list[int]],
     strides: list[list[int]],
-    filters: list[int],
+    *,
+    width: float,
+    base_filters: int,
+    max_filters: int,
     deep_supervision: bool,
-    max_heads: int,
+    max_heads: int | None = None,
 ) -> DeepSupervisedUNet:
     """DynUNet with nnU-Net's blocks (affine instance norm, leaky ReLU 0.01, transposed convolutions
-    as up-sampling); its dimension follows the kernels. ``max_heads`` caps the auxiliary heads."""
-    heads = min(len(strides) - 2, max_heads)  # DynUNet allows at most (up-sampling layers - 1) heads
+    as up-sampling) and its feature ladder (``base_filters`` doubled per stage up to ``max_filters``,
+    scaled by ``width``); its dimension follows the kernels. ``max_heads`` caps the auxiliary heads."""
+    filters = [max(2, round(min(base_filters * 2**i, max_filters) * width)) for i in range(len(strides))]
+    heads = len(strides) - 2  # DynUNet allows at most (up-sampling layers - 1) auxiliary heads
+    heads = heads if max_heads is None else min(heads, max_heads)
     deep = deep_supervision and heads >= 1
     net = DynUNet(
         spatial_dims=len(kernels[0]),
