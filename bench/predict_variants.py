@@ -4,7 +4,7 @@
         --coarse-model demo_out/run_coarse --scales 1 --scales 1,1.2 --scales 0.85,1,1.2
 
 Each ``--scales`` is one variant: the refine stage (or the single model) sees every slice at each of
-these zooms and averages the probabilities (``Segmenter(scales=...)``), mirrored when the recipe says
+these zooms and averages the probabilities (``make_segmenter(scales=...)``), mirrored when the recipe says
 so. The cases are read once; every variant segments them in memory and is scored by the KiTS
 metrics; one line per variant (mean composite, kidney+tumor, tumor Dice and seconds) is printed and
 appended to ``--out`` as JSON.
@@ -41,8 +41,7 @@ def main() -> None:
     cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]
     for text in args.scales:
         scales = tuple(float(z) for z in text.split(","))
-        segmenter = make_segmenter(models, device, coarse_models=coarse)
-        getattr(segmenter, "fine", segmenter).scales = scales
+        segmenter = make_segmenter(models, device, coarse_models=coarse, scales=scales)
         started = time.perf_counter()
         scores = []
         for image, label in cases:

@@ -262,3 +262,15 @@ def test_memory_estimate_counts_every_zoomed_view() -> None:
     zoomed = _slice_estimator(Segmenter([model], scales=(1.0, 2.0)))(shape, spacing)
     # The zoom-2 view has four times the pixels of the plain one, on top of it.
     assert zoomed > 2 * plain - shape[0] * shape[1] * shape[2] * 5
+
+
+def test_make_segmenter_zooms_replace_the_recipes_unless_tta_is_off() -> None:
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=["preprocess.spacing_mm=2.0"])
+    model = SegmentationModel(WidthLogits(), recipe)  # its recipe keeps one zoom
+    cpu = torch.device("cpu")
+    assert make_segmenter([model], cpu).scales == (1.0,)
+    assert make_segmenter([model], cpu, scales=(1.0, 1.2)).scales == (1.0, 1.2)
+    assert make_segmenter([model], cpu, tta=False, scales=(1.0, 1.2)).scales == (1.0,)
+    volumetric = SegmentationModel(WidthLogits(), load_recipe("nnunet3d", profile="tiny"))
+    with pytest.raises(ValueError, match="are for 2D"):
+        make_segmenter([volumetric], cpu, scales=(1.0, 1.2))

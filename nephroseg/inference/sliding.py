@@ -252,11 +252,13 @@ def make_segmenter(
     tta: bool | None = None,
     coarse_models: list[SegmentationModel] | None = None,
     bf16: bool = False,
+    scales: tuple[float, ...] | None = None,
 ):
     """The segmenter the models need: sliding windows for 3D models, slice stacks for 2D/2.5D ones;
     ``tta`` True or False overrides the recipe's ``volumetric.mirror_tta`` (3D) or
     ``train.mirror_tta`` (2D/2.5D), None keeps it; 2D/2.5D models also see the zooms of their
-    ``train.tta_scales`` unless ``tta`` is False. ``coarse_models`` localize the kidneys first: for
+    ``train.tta_scales`` unless ``tta`` is False; ``scales`` replaces those zooms (the refine stage's
+    in a cascade), to compare them without retraining. ``coarse_models`` localize the kidneys first: for
     3D models one box around both (coarse-to-fine), for 2.5D kidney-crop models one per kidney
     (``inference.cascade``)."""
     from nephroseg.inference.segmenter import Segmenter
@@ -266,7 +268,7 @@ def make_segmenter(
         raise NephrosegInputError("--model", "cannot ensemble 3D models with 2D/2.5D models")
     if not kinds.pop():
         flips = any(m.recipe.train.mirror_tta for m in models) if tta is None else tta
-        zooms = tuple(sorted({z for m in models for z in m.recipe.train.tta_scales}))
+        zooms = scales or tuple(sorted({z for m in models for z in m.recipe.train.tta_scales}))
         zooms = zooms if tta is not False else (1.0,)
         segmenter = Segmenter(models, device, batch_size=batch_size, tta=flips, bf16=bf16, scales=zooms)
         refine = {m.recipe.preprocess.kidney_crop_mm is not None for m in models}
@@ -286,5 +288,7 @@ def make_segmenter(
 
         coarse_segmenter = make_segmenter(coarse_models, device, batch_size=batch_size, bf16=bf16)
         return KidneyCropSegmenter(coarse_segmenter, segmenter)
+    if scales:
+        raise ValueError("zoomed views are for 2D/2.5D models; 3D models see their windows as trained")
     coarse = VolumetricSegmenter(coarse_models, device) if coarse_models else None
     return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse)
