@@ -520,6 +520,16 @@ def test_train_refuses_recipe_that_is_not_yaml(trained_run, tmp_path: Path, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_train_refuses_a_tile_size_the_network_cannot_halve(trained_run, tmp_path: Path, capsys) -> None:
+    """The tiny Res-U-Net halves its tiles three times: 42 px would fail at a skip connection."""
+    data, _ = trained_run
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--recipe", "resunet25d", "--profile", "tiny"]
+    code, _, err = run_cli([*args, "--set", "preprocess.size=42"], capsys)
+    assert_user_error(code, err, "error: preprocess.size: ", "42 is not a multiple of 8", "(e.g. 40)")
+    assert not run.exists()
+
+
 def _checkpoint(kind: str, trained_run, folder: Path) -> Path:
     _, run = trained_run
     path = folder / f"{kind}.pt"

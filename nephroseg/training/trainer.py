@@ -280,6 +280,20 @@ def _run_epoch(
     return float(np.mean(losses))
 
 
+def _check_tile_size(network: torch.nn.Module, recipe: Recipe) -> None:
+    """Training tiles go through every down-sampling whole: a size the network cannot halve that often
+    would fail at the first skip connection with a shape error naming no setting."""
+    divisor = getattr(network, "divisor", model_info(recipe.model.name).divisor)
+    size = recipe.preprocess.size
+    if size % divisor:
+        fits = max(divisor, round(size / divisor) * divisor)
+        raise NephrosegInputError(
+            "preprocess.size",
+            f"{size} is not a multiple of {divisor}, which {recipe.model.name}'s down-sampling needs "
+            f"(e.g. {fits})",
+        )
+
+
 def train(
     data_dir: str | Path,
     recipe: Recipe,
@@ -319,6 +333,9 @@ def train(
             progress=progress,
             tensorboard=tensorboard,
         )
+    torch.manual_seed(seed)
+    network = build_model(recipe.model)
+    _check_tile_size(network, recipe)
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     last_path = checkpoints / LAST_NAME
@@ -341,8 +358,7 @@ def train(
     recipe = _with_intensity_statistics(recipe, train_cases)
     _write_run_files(run_dir, recipe, split)
 
-    torch.manual_seed(seed)
-    network = build_model(recipe.model).to(torch_device)
+    network = network.to(torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
     session.averaged = weight_average(network, spec.ema_decay)
