@@ -2,6 +2,7 @@
 
     python bench/peer_ours_variant.py NAME --steps 1600 --epochs 16 --batch 8 --cases 12 --size 128 \
         [--recipe resunet25d] [--profile quick] [--set KEY=VALUE ...] [--out bench_out/peer_variants]
+        [--coarse-steps 200 --coarse-epochs 2 --profile demo]
 
 The peer bench generates its cohort deterministically from (``--seed``, ``--cases``, ``--size``), so
 a variant trained here with the same step budget (``--steps`` split into ``--epochs`` as the bench
@@ -10,6 +11,11 @@ compared with it at equal steps. Trains through the CLI as the bench does (holdo
 case; ``--reuse`` keeps a run trained before), predicts the held-out cases without mirroring and the
 bench's KiTS-sized case (timed end to end, peak RSS), scores them with our evaluator and appends
 one JSON line to ``OUT/results.jsonl``.
+
+``--coarse-steps N`` makes the variant a cascade as ``make demo`` trains it: a kidney finder
+(``--coarse-profile``, default ``demo_coarse``) trained for N of the ``--steps``, the refine model
+(``--profile``) for the rest, so the two together take the bench's number of optimizer steps; both
+predictions then run through ``--coarse-model``.
 """
 
 from __future__ import annotations
@@ -44,30 +50,48 @@ def main() -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "peer_variants")
     parser.add_argument("--reuse", action="store_true", help="keep OUT/run_NAME when it was trained")
+    parser.add_argument("--coarse-steps", type=int, default=0, help="of --steps, for a kidney finder")
+    parser.add_argument("--coarse-epochs", type=int, default=2)
+    parser.add_argument("--coarse-profile", default="demo_coarse")
     args = parser.parse_args()
+    if not 0 <= args.coarse_steps < args.steps:
+        parser.error("--coarse-steps must lie in [0, --steps)")
 
     train_dir, test_dir = build_cohort(args.out, args.cases, HELD_OUT, args.size, args.seed)
-    overrides = ours_budget(args.steps, args.epochs, args.batch, args.overrides)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     ours = str(Path(sys.executable).parent / "nephroseg")
-    folder, target = args.out / f"run_{args.name}", args.out / f"pred_{args.name}"
-    summary = folder / "summary.json"
-    if args.reuse and summary.is_file():
-        done = json.loads(summary.read_text())  # optimization time only, not the whole command
-        trained = {"s": done["seconds_per_iteration"] * done["steps"]}
-    else:
+
+    def train(folder: Path, profile: str, steps: int, epochs: int) -> dict:
+        """Train one model for ``steps`` (reused with --reuse); returns its optimization time."""
+        summary = folder / "summary.json"
+        if args.reuse and summary.is_file():
+            done = json.loads(summary.read_text())  # optimization time only, not the whole command
+            return {"s": done["seconds_per_iteration"] * done["steps"]}
         shutil.rmtree(folder, ignore_errors=True)
+        overrides = ours_budget(steps, epochs, args.batch, args.overrides)
         cmd = [ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.recipe]
-        cmd += ["--profile", args.profile, "--seed", str(args.train_seed), "--no-progress"]
+        cmd += ["--profile", profile, "--seed", str(args.train_seed), "--no-progress"]
         cmd += [a for o in overrides for a in ("--set", o)]
-        trained = run(cmd, env, f"ours train {args.name} ({args.steps} steps)")
+        return run(cmd, env, f"ours train {folder.name} ({steps} steps)")
+
+    folder, target = args.out / f"run_{args.name}", args.out / f"pred_{args.name}"
+    refine_steps = args.steps - args.coarse_steps
+    refine_epochs = round(args.epochs * refine_steps / args.steps)
+    trained = train(folder, args.profile, refine_steps, refine_epochs)
+    cascade: list[str] = []
+    if args.coarse_steps:
+        coarse = args.out / f"run_{args.name}_coarse"
+        trained["s"] += train(coarse, args.coarse_profile, args.coarse_steps, args.coarse_epochs)["s"]
+        cascade = ["--coarse-model", str(coarse)]
     shutil.rmtree(target, ignore_errors=True)
     cmd = [ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
-    predicted = run([*cmd, "--threads", str(args.threads), "--no-tta"], env, f"ours predict {args.name}")
+    predicted = run(
+        [*cmd, *cascade, "--threads", str(args.threads), "--no-tta"], env, f"ours predict {args.name}"
+    )
     scores = score(target, test_dir)
     big = kits_sized_case(args.out, args.seed)
     cmd = [ours, "predict", "-i", str(big), "-o", str(target / "kits_sized"), "-m", str(folder)]
-    cmd += ["--overwrite", "--no-progress", "--no-tta", "--threads", str(args.threads)]
+    cmd += [*cascade, "--overwrite", "--no-progress", "--no-tta", "--threads", str(args.threads)]
     big_run = run(cmd, env, f"ours predict KiTS-sized {args.name}")
     big_scores = score(target / "kits_sized", big)
     line = {
@@ -80,6 +104,7 @@ def main() -> None:
         "train_seed": args.train_seed,
         "recipe": args.recipe,
         "profile": args.profile,
+        "coarse_steps": args.coarse_steps,
         "overrides": args.overrides,
         "composite_dice": round(scores["composite_dice"], 4),
         "kidney_tumor_dice": round(scores["kidney_tumor_dice"], 4),

@@ -41,6 +41,20 @@ def test_kidney_boxes_centre_each_kidney_with_a_fixed_width() -> None:
     ]
 
 
+def test_kidney_boxes_split_a_component_joined_across_the_midline() -> None:
+    kidneys = _two_kidneys()
+    kidneys[0, 0, 40] = 0
+    joined = kidneys.copy()
+    joined[9, 29, 18:61] = 1  # a weak coarse pass's bridge through the spine: one component
+    right, left = kidney_boxes(joined, (2.0, 1.5, 1.5), half_width_mm=30.0, z_margin_mm=4.0)
+    # One box per side (centres x 25 and 55.5 ± 20 voxels), each holding its whole kidney.
+    assert (right[2], left[2]) == (slice(5, 45), slice(36, 76))
+    right_kidney, left_kidney = kidneys.copy(), kidneys.copy()
+    right_kidney[..., 40:], left_kidney[..., :40] = 0, 0
+    assert np.count_nonzero(right_kidney[right]) == np.count_nonzero(right_kidney) == 480
+    assert np.count_nonzero(left_kidney[left]) == np.count_nonzero(left_kidney) == 840
+
+
 def test_kidney_boxes_skip_specks_under_one_millilitre() -> None:
     labels = _two_kidneys()
     assert kidney_boxes(labels, (1.0, 1.0, 1.0), 12.0) == []  # 480 and 840 mm³

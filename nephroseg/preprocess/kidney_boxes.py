@@ -51,8 +51,12 @@ def kidney_boxes(
 ) -> list[Box]:
     """One (z, y, x) box per side around the largest kidney(+tumor) component of ``labels``: its
     in-plane centre ± ``half_width_mm``, its slices ± ``z_margin_mm``, clipped to the volume.
-    Components under ``MIN_KIDNEY_ML`` get no box."""
-    components, keep = largest_component_per_side(labels > 0)
+    Components under ``MIN_KIDNEY_ML`` get no box. The midline column is cleared first: a weak
+    coarse pass can join both kidneys through the spine into one component, whose box would sit on
+    the spine and cut each kidney in half (docs/benchmarks.md, the cascade at equal steps)."""
+    foreground = labels > 0
+    foreground[..., foreground.shape[2] // 2] = False
+    components, keep = largest_component_per_side(foreground)
     objects = ndimage.find_objects(components)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     boxes = []
