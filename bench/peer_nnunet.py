@@ -2,6 +2,8 @@
 
     python bench/peer_nnunet.py --quick                 # < 25 min on 2 CPU cores
     python bench/peer_nnunet.py --steps 250 --cases 20  # longer
+    python bench/peer_nnunet.py --steps 1600 --epochs 16 --batch 8 --cases 12 --size 128 \
+        --ours-recipe resunet25d --ours-profile demo --ours-coarse-steps 200  # ours as make demo's cascade
 
 nnU-Net v2 lives in its own virtual environment (``--venv``, created and filled on first use with
 ``torch==2.14.1 nnunetv2==2.8.1``). Both tools train the same number of optimizer steps on the
@@ -14,6 +16,8 @@ A KiTS-sized case (512×512 in-plane; painted on ``../shared/kits19/case_00006``
 present, else generated) is predicted by both tools for the per-case timing rows; nnU-Net's
 3d_fullres there is timed on a fixed number of its sliding-window tiles and extrapolated to its own
 tile count, and the table says so.
+With ``--ours-coarse-steps N`` ours is the 2.5D cascade ``make demo`` trains, within the same budget:
+a kidney finder for N of the steps, the refine model for the rest.
 The last line is ``speedup_vs_nnunet_3d=<x> speedup_vs_nnunet_2d=<x> dice_delta=<ours-theirs>``.
 """
 
@@ -348,6 +352,15 @@ def main(argv: list[str] | None = None) -> None:
         "--steps-3d", type=int, default=None, help="nnU-Net 3d_fullres steps (default: --steps; 5 in --quick)"
     )
     parser.add_argument(
+        "--ours-coarse-steps",
+        type=int,
+        default=0,
+        help="train ours as the 2.5D cascade within the same step budget: a kidney finder "
+        "(--ours-coarse-profile) for this many of the steps, the refine model (--ours-profile, e.g. "
+        "demo) for the rest; both predictions go through --coarse-model",
+    )
+    parser.add_argument("--ours-coarse-profile", default="demo_coarse")
+    parser.add_argument(
         "--ours-cascade",
         nargs=2,
         type=Path,
@@ -359,6 +372,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     steps = args.steps or (20 if args.quick else 250)
+    if not 0 <= args.ours_coarse_steps < steps:
+        parser.error("--ours-coarse-steps must lie in [0, --steps)")
     steps_3d = args.steps_3d or (5 if args.quick else steps)
     epochs = args.epochs or (1 if args.quick else 10)
 
@@ -372,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
 
         args.ours_recipe = "nnunet3d" if "nnunet3d" in available_recipes() else "resunet25d"
     ours_name = " ".join([args.ours_recipe, *args.ours_set])
+    if args.ours_coarse_steps:
+        ours_name += f" cascade ({args.ours_coarse_profile} + {args.ours_profile})"
     env = {
         **os.environ,
         "nnUNet_raw": str(out / "nnUNet_raw"),
@@ -445,20 +462,38 @@ def main(argv: list[str] | None = None) -> None:
             f"nnU-Net train {config} ({config_steps} steps)",
         )
 
-    def train_ours(folder: Path, n_steps: int) -> dict:
+    def train_one(folder: Path, profile: str, n_steps: int, n_epochs: int) -> dict:
         shutil.rmtree(folder, ignore_errors=True)
-        overrides = ours_budget(n_steps, epochs, args.batch, args.ours_set)
+        overrides = ours_budget(n_steps, n_epochs, args.batch, args.ours_set)
         cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
-        cmd += ["--profile", args.ours_profile, "--no-progress", "--device", args.device]
+        cmd += ["--profile", profile, "--no-progress", "--device", args.device]
         return run(
             [*cmd, *[a for o in overrides for a in ("--set", o)]], env, f"ours train ({n_steps} steps)"
         )
+
+    def finder(folder: Path) -> Path:
+        return folder.with_name(f"{folder.name}_coarse")
+
+    def cascade_of(folder: Path) -> list[str]:
+        """``predict`` options that put the kidney finder in front of a cascade's refine model."""
+        return ["--coarse-model", str(finder(folder))] if args.ours_coarse_steps else []
+
+    def train_ours(folder: Path, n_steps: int) -> dict:
+        """Ours for ``n_steps`` optimizer steps; as a cascade, the finder takes its share of them."""
+        coarse_steps = round(n_steps * args.ours_coarse_steps / steps)
+        coarse_epochs = max(1, round(epochs * coarse_steps / n_steps)) if coarse_steps else 0
+        refine_epochs = max(1, epochs - coarse_epochs)
+        stats = train_one(folder, args.ours_profile, n_steps - coarse_steps, refine_epochs)
+        if coarse_steps:
+            found = train_one(finder(folder), args.ours_coarse_profile, coarse_steps, coarse_epochs)
+            stats = {"s": stats["s"] + found["s"], "rss_mb": max(stats["rss_mb"], found["rss_mb"])}
+        return stats
 
     def predict_ours(folder: Path, target: Path, tta: bool) -> dict:
         shutil.rmtree(target, ignore_errors=True)
         cmd = [*ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
         cmd += ["--device", args.device, "--threads", str(args.threads), "--tta" if tta else "--no-tta"]
-        return run(cmd, env, f"ours predict tta={tta}")
+        return run([*cmd, *cascade_of(folder)], env, f"ours predict tta={tta}")
 
     run_dir = out / "ours_run"
     ours_train = train_ours(run_dir, steps)
@@ -516,7 +551,7 @@ def main(argv: list[str] | None = None) -> None:
         cmd += [*(extra or []), "--no-progress", "--device", args.device, "--threads", str(args.threads)]
         return {**run(cmd, env, label), "dice": score(target, big)}
 
-    ours_big = predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized")
+    ours_big = predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", cascade_of(run_dir))
     # The same network through onnxruntime (`export-onnx`, then `predict -m model.onnx`): CPU only.
     ours_onnx_big, onnx_differ = None, None
     if args.device == "cpu":
@@ -526,7 +561,8 @@ def main(argv: list[str] | None = None) -> None:
             env,
             "ours export-onnx",
         )
-        ours_onnx_big = predict_big(onnx_path, out / "big_ours_onnx", "ours predict KiTS-sized, ONNX")
+        label = "ours predict KiTS-sized, ONNX"
+        ours_onnx_big = predict_big(onnx_path, out / "big_ours_onnx", label, cascade_of(run_dir))
         onnx_differ = differing_voxels(out / "big_ours", out / "big_ours_onnx")
     cascade_big = None
     if args.ours_cascade:
