@@ -5,7 +5,9 @@
 Generates cases 0 … ``--cases`` − 1 of cohort seed ``--seed`` in memory (the cases ``nephroseg synth``
 would write: ``--size``² slices, 1–2.5 mm thick, at least one tumor as the demo draws them) and
 measures every kidney with ``nephroseg.synth.measure.kidney_shapes``; does the same for the masks
-when present (they are not part of a clone). Prints one row per source.
+when present (they are not part of a clone). Prints one row per source. A tumor counts as medial
+(toward hilum and spine) when its centroid lies more than a quarter of the kidney's half-width
+medial of the kidney's, lateral likewise.
 """
 
 from __future__ import annotations
@@ -45,18 +47,22 @@ def main() -> None:
         generated += kidney_shapes(case.label, case.spacing)
     rows[f"generator ({args.cases} cases, {args.size}²)"] = generated
 
-    print("source | kidneys | kidney+tumor ml | tumor-free: ml, extents mm | axial solidity [p10, p90]")
+    header = "source | kidneys | kidney+tumor ml | tumor-free: ml, extents mm | axial solidity [p10, p90]"
+    print(f"{header} | tumors: medial / lateral share, median offset (kidney half-widths toward the midline)")
     for source, shapes in rows.items():
         volume = np.array([k.volume_ml for k in shapes])
         free = [k for k in shapes if k.tumor_ml == 0]
         free_ml = np.array([k.kidney_ml for k in free])
         extents = np.array([k.extents_mm for k in free]).reshape(-1, 3)
         solidity = np.array([k.axial_solidity for k in shapes])
+        medial = np.array([k.tumor_medial for k in shapes if k.tumor_medial is not None])
         print(
             f"{source} | {len(shapes)} | {volume.mean():.0f} ± {volume.std():.0f} | "
             f"n={len(free)}: {free_ml.mean():.0f} ± {free_ml.std():.0f}, "
             f"{' × '.join(f'{e:.0f}' for e in extents.mean(axis=0))} | "
-            f"{solidity.mean():.3f} [{np.percentile(solidity, 10):.3f}, {np.percentile(solidity, 90):.3f}]"
+            f"{solidity.mean():.3f} [{np.percentile(solidity, 10):.3f}, {np.percentile(solidity, 90):.3f}] | "
+            f"n={len(medial)}: {np.mean(medial > 0.25):.2f} / {np.mean(medial < -0.25):.2f}, "
+            f"{np.median(medial):+.2f}"
         )
 
 

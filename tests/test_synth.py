@@ -272,11 +272,17 @@ def test_kidney_shapes_of_known_geometry() -> None:
     assert block.kidney_ml == pytest.approx(5800 * 2 / 1000)
     assert block.axial_solidity == pytest.approx(1.0)  # a rectangle fills its hull
     assert np.allclose(block.extents_mm, (29, 19, 18), atol=0.3)  # voxel centres, 0.5–99.5 %
+    # Kidney x centroid (6000 · 17.5 − 200 · 5) / 5800, left of the midline at 20, so medial is +x;
+    # the tumor's centroid (x 5) lies lateral of it, by 12.93 of the kidney's 15-voxel half-width.
+    assert block.tumor_medial == pytest.approx((5 - 104000 / 5800) / 15)
+    mirrored = kidney_shapes(label[:, :, ::-1], spacing, min_ml=0.1)[0]
+    assert mirrored.tumor_medial == pytest.approx(block.tumor_medial)  # the other side, same place
     notch = np.zeros((3, 5, 5), np.uint8)
     notch[:, 1:3, 1:3] = 1
     notch[:, 2, 2] = 0  # an L of three squares: hull area 3.5
     (ell,) = kidney_shapes(notch, (1.0, 1.0, 1.0), min_ml=0.0)
     assert ell.axial_solidity == pytest.approx(3 / 3.5)
+    assert ell.tumor_medial is None
 
 
 def test_kidneys_have_the_size_and_solid_outline_of_kits19_masks() -> None:

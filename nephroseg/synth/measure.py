@@ -69,6 +69,10 @@ class KidneyShape:
     tumor_ml: float
     axial_solidity: float  # area over convex-hull area, mean over the middle half of its slices
     extents_mm: tuple[float, float, float]  # along its principal axes, longest first (0.5–99.5 %)
+    # Where its tumor sits across the kidney: the tumor's centroid minus the kidney's (label 1) along
+    # x, toward the volume's midline, in half-widths of the kidney along x (> 0 medial, toward the
+    # hilum and spine; < 0 lateral); None without tumor.
+    tumor_medial: float | None = None
 
 
 def kidney_shapes(
@@ -96,6 +100,7 @@ def kidney_shapes(
         slices = np.nonzero(piece.any(axis=(1, 2)))[0]
         middle = slices[len(slices) // 4 : 3 * len(slices) // 4 + 1]
         solidity = [_area_solidity(piece[z]) for z in middle if piece[z].sum() >= 3]
+        midline = label.shape[2] / 2.0 - box[2].start
         shapes.append(
             KidneyShape(
                 volume_ml=float(piece.sum()) * voxel_ml,
@@ -103,9 +108,19 @@ def kidney_shapes(
                 tumor_ml=float((piece & (sub == 2)).sum()) * voxel_ml,
                 axial_solidity=float(np.mean(solidity)) if solidity else 1.0,
                 extents_mm=_principal_extents(np.argwhere(piece) * np.asarray(spacing)),
+                tumor_medial=_tumor_medial(piece & (sub == 1), piece & (sub == 2), midline),
             )
         )
     return shapes
+
+
+def _tumor_medial(kidney: np.ndarray, tumor: np.ndarray, midline: float) -> float | None:
+    if not tumor.any() or not kidney.any():
+        return None
+    kidney_x, tumor_x = np.nonzero(kidney)[2], np.nonzero(tumor)[2]
+    centre = kidney_x.mean()
+    half_width = (kidney_x.max() - kidney_x.min() + 1) / 2.0
+    return float((tumor_x.mean() - centre) * np.sign(midline - centre) / half_width)
 
 
 def _area_solidity(mask: np.ndarray) -> float:
