@@ -187,6 +187,52 @@ def ours_budget(n_steps: int, epochs: int, batch: int | None, extra: list[str]) 
     ]
 
 
+def finder_of(run_dir: Path) -> Path:
+    """Where a cascade's kidney finder is trained beside its refine model ``run_dir``."""
+    return run_dir.with_name(f"{run_dir.name}_coarse")
+
+
+def train_ours_cascade(
+    train_cmd: list[str],
+    run_dir: Path,
+    n_steps: int,
+    epochs: int,
+    *,
+    profile: str,
+    batch: int | None,
+    overrides: list[str],
+    env: dict,
+    coarse_steps: int = 0,
+    coarse_profile: str = "demo_coarse",
+    reuse: bool = False,
+) -> dict:
+    """Train ours for ``n_steps`` optimizer steps in ``epochs``; returns the wall seconds and peak RSS.
+
+    ``train_cmd`` is ``nephroseg train`` with its data, recipe and fixed options, but no ``--out``.
+    With ``coarse_steps`` the run is the 2.5D cascade ``make demo`` trains: a kidney finder
+    (``coarse_profile``, in ``finder_of(run_dir)``) takes that many of the steps and its share of the
+    epochs, so the cascade as a whole stays within the bench's budget. ``reuse`` keeps a model whose
+    ``summary.json`` exists and counts its optimization time (not its whole command) instead.
+    """
+
+    def train_one(folder: Path, folder_profile: str, steps: int, n_epochs: int) -> dict:
+        summary = folder / "summary.json"
+        if reuse and summary.is_file():
+            done = json.loads(summary.read_text())
+            return {"s": done["seconds_per_iteration"] * done["steps"], "rss_mb": 0.0}
+        shutil.rmtree(folder, ignore_errors=True)
+        cmd = [*train_cmd, "--out", str(folder), "--profile", folder_profile]
+        cmd += [a for o in ours_budget(steps, n_epochs, batch, overrides) for a in ("--set", o)]
+        return run(cmd, env, f"ours train {folder.name} ({steps} steps)")
+
+    coarse_epochs = max(1, round(epochs * coarse_steps / n_steps)) if coarse_steps else 0
+    stats = train_one(run_dir, profile, n_steps - coarse_steps, max(1, epochs - coarse_epochs))
+    if coarse_steps:
+        found = train_one(finder_of(run_dir), coarse_profile, coarse_steps, coarse_epochs)
+        stats = {"s": stats["s"] + found["s"], "rss_mb": max(stats["rss_mb"], found["rss_mb"])}
+    return stats
+
+
 def build_cohort(out: Path, n_train: int, n_test: int, size: int, seed: int) -> tuple[Path, Path]:
     from nephroseg.synth import SynthConfig, synthesize_cohort
 
@@ -462,32 +508,27 @@ def main(argv: list[str] | None = None) -> None:
             f"nnU-Net train {config} ({config_steps} steps)",
         )
 
-    def train_one(folder: Path, profile: str, n_steps: int, n_epochs: int) -> dict:
-        shutil.rmtree(folder, ignore_errors=True)
-        overrides = ours_budget(n_steps, n_epochs, args.batch, args.ours_set)
-        cmd = [*ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.ours_recipe]
-        cmd += ["--profile", profile, "--no-progress", "--device", args.device]
-        return run(
-            [*cmd, *[a for o in overrides for a in ("--set", o)]], env, f"ours train ({n_steps} steps)"
-        )
-
-    def finder(folder: Path) -> Path:
-        return folder.with_name(f"{folder.name}_coarse")
+    train_cmd = [*ours, "train", "--data", str(train_dir), "--recipe", args.ours_recipe]
+    train_cmd += ["--no-progress", "--device", args.device]
 
     def cascade_of(folder: Path) -> list[str]:
         """``predict`` options that put the kidney finder in front of a cascade's refine model."""
-        return ["--coarse-model", str(finder(folder))] if args.ours_coarse_steps else []
+        return ["--coarse-model", str(finder_of(folder))] if args.ours_coarse_steps else []
 
     def train_ours(folder: Path, n_steps: int) -> dict:
         """Ours for ``n_steps`` optimizer steps; as a cascade, the finder takes its share of them."""
-        coarse_steps = round(n_steps * args.ours_coarse_steps / steps)
-        coarse_epochs = max(1, round(epochs * coarse_steps / n_steps)) if coarse_steps else 0
-        refine_epochs = max(1, epochs - coarse_epochs)
-        stats = train_one(folder, args.ours_profile, n_steps - coarse_steps, refine_epochs)
-        if coarse_steps:
-            found = train_one(finder(folder), args.ours_coarse_profile, coarse_steps, coarse_epochs)
-            stats = {"s": stats["s"] + found["s"], "rss_mb": max(stats["rss_mb"], found["rss_mb"])}
-        return stats
+        return train_ours_cascade(
+            train_cmd,
+            folder,
+            n_steps,
+            epochs,
+            profile=args.ours_profile,
+            batch=args.batch,
+            overrides=args.ours_set,
+            env=env,
+            coarse_steps=round(n_steps * args.ours_coarse_steps / steps),
+            coarse_profile=args.ours_coarse_profile,
+        )
 
     def predict_ours(folder: Path, target: Path, tta: bool) -> dict:
         shutil.rmtree(target, ignore_errors=True)

@@ -2,7 +2,7 @@
 
     python bench/peer_ours_variant.py NAME --steps 1600 --epochs 16 --batch 8 --cases 12 --size 128 \
         [--recipe resunet25d] [--profile quick] [--set KEY=VALUE ...] [--out bench_out/peer_variants]
-        [--coarse-steps 200 --coarse-epochs 2 --profile demo]
+        [--coarse-steps 200 --profile demo]
 
 The peer bench generates its cohort deterministically from (``--seed``, ``--cases``, ``--size``), so
 a variant trained here with the same step budget (``--steps`` split into ``--epochs`` as the bench
@@ -13,9 +13,10 @@ bench's KiTS-sized case (timed end to end, peak RSS), scores them with our evalu
 one JSON line to ``OUT/results.jsonl``.
 
 ``--coarse-steps N`` makes the variant a cascade as ``make demo`` trains it: a kidney finder
-(``--coarse-profile``, default ``demo_coarse``) trained for N of the ``--steps``, the refine model
-(``--profile``) for the rest, so the two together take the bench's number of optimizer steps; both
-predictions then run through ``--coarse-model``.
+(``--coarse-profile``, default ``demo_coarse``) trained for N of the ``--steps`` and their share of
+the epochs, the refine model (``--profile``) for the rest, so the two together take the bench's
+number of optimizer steps (``train_ours_cascade``, as the bench trains them); both predictions then
+run through ``--coarse-model``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from peer_nnunet import HELD_OUT, REPO, build_cohort, kits_sized_case, ours_budget, run, score
+from peer_nnunet import (
+    HELD_OUT,
+    REPO,
+    build_cohort,
+    finder_of,
+    kits_sized_case,
+    run,
+    score,
+    train_ours_cascade,
+)
 
 
 def main() -> None:
@@ -51,7 +61,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench_out" / "peer_variants")
     parser.add_argument("--reuse", action="store_true", help="keep OUT/run_NAME when it was trained")
     parser.add_argument("--coarse-steps", type=int, default=0, help="of --steps, for a kidney finder")
-    parser.add_argument("--coarse-epochs", type=int, default=2)
     parser.add_argument("--coarse-profile", default="demo_coarse")
     args = parser.parse_args()
     if not 0 <= args.coarse_steps < args.steps:
@@ -61,28 +70,23 @@ def main() -> None:
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     ours = str(Path(sys.executable).parent / "nephroseg")
 
-    def train(folder: Path, profile: str, steps: int, epochs: int) -> dict:
-        """Train one model for ``steps`` (reused with --reuse); returns its optimization time."""
-        summary = folder / "summary.json"
-        if args.reuse and summary.is_file():
-            done = json.loads(summary.read_text())  # optimization time only, not the whole command
-            return {"s": done["seconds_per_iteration"] * done["steps"]}
-        shutil.rmtree(folder, ignore_errors=True)
-        overrides = ours_budget(steps, epochs, args.batch, args.overrides)
-        cmd = [ours, "train", "--data", str(train_dir), "--out", str(folder), "--recipe", args.recipe]
-        cmd += ["--profile", profile, "--seed", str(args.train_seed), "--no-progress"]
-        cmd += [a for o in overrides for a in ("--set", o)]
-        return run(cmd, env, f"ours train {folder.name} ({steps} steps)")
-
+    train_cmd = [ours, "train", "--data", str(train_dir), "--recipe", args.recipe]
+    train_cmd += ["--seed", str(args.train_seed), "--no-progress"]
     folder, target = args.out / f"run_{args.name}", args.out / f"pred_{args.name}"
-    refine_steps = args.steps - args.coarse_steps
-    refine_epochs = round(args.epochs * refine_steps / args.steps)
-    trained = train(folder, args.profile, refine_steps, refine_epochs)
-    cascade: list[str] = []
-    if args.coarse_steps:
-        coarse = args.out / f"run_{args.name}_coarse"
-        trained["s"] += train(coarse, args.coarse_profile, args.coarse_steps, args.coarse_epochs)["s"]
-        cascade = ["--coarse-model", str(coarse)]
+    trained = train_ours_cascade(
+        train_cmd,
+        folder,
+        args.steps,
+        args.epochs,
+        profile=args.profile,
+        batch=args.batch,
+        overrides=args.overrides,
+        env=env,
+        coarse_steps=args.coarse_steps,
+        coarse_profile=args.coarse_profile,
+        reuse=args.reuse,
+    )
+    cascade = ["--coarse-model", str(finder_of(folder))] if args.coarse_steps else []
     shutil.rmtree(target, ignore_errors=True)
     cmd = [ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
     predicted = run(
