@@ -192,6 +192,12 @@ def finder_of(run_dir: Path) -> Path:
     return run_dir.with_name(f"{run_dir.name}_coarse")
 
 
+def finder_options(run_dir: Path, coarse_steps: int) -> list[str]:
+    """``predict`` options that put the kidney finder in front of a cascade's refine model (none
+    when ``coarse_steps`` is 0: ours was trained as one model)."""
+    return ["--coarse-model", str(finder_of(run_dir))] if coarse_steps else []
+
+
 def train_ours_cascade(
     train_cmd: list[str],
     run_dir: Path,
@@ -511,10 +517,6 @@ def main(argv: list[str] | None = None) -> None:
     train_cmd = [*ours, "train", "--data", str(train_dir), "--recipe", args.ours_recipe]
     train_cmd += ["--no-progress", "--device", args.device]
 
-    def cascade_of(folder: Path) -> list[str]:
-        """``predict`` options that put the kidney finder in front of a cascade's refine model."""
-        return ["--coarse-model", str(finder_of(folder))] if args.ours_coarse_steps else []
-
     def train_ours(folder: Path, n_steps: int) -> dict:
         """Ours for ``n_steps`` optimizer steps; as a cascade, the finder takes its share of them."""
         return train_ours_cascade(
@@ -534,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(target, ignore_errors=True)
         cmd = [*ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
         cmd += ["--device", args.device, "--threads", str(args.threads), "--tta" if tta else "--no-tta"]
-        return run([*cmd, *cascade_of(folder)], env, f"ours predict tta={tta}")
+        return run([*cmd, *finder_options(folder, args.ours_coarse_steps)], env, f"ours predict tta={tta}")
 
     run_dir = out / "ours_run"
     ours_train = train_ours(run_dir, steps)
@@ -592,7 +594,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd += [*(extra or []), "--no-progress", "--device", args.device, "--threads", str(args.threads)]
         return {**run(cmd, env, label), "dice": score(target, big)}
 
-    ours_big = predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", cascade_of(run_dir))
+    big_cascade = finder_options(run_dir, args.ours_coarse_steps)
+    ours_big = predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", big_cascade)
     # The same network through onnxruntime (`export-onnx`, then `predict -m model.onnx`): CPU only.
     ours_onnx_big, onnx_differ = None, None
     if args.device == "cpu":
@@ -603,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
             "ours export-onnx",
         )
         label = "ours predict KiTS-sized, ONNX"
-        ours_onnx_big = predict_big(onnx_path, out / "big_ours_onnx", label, cascade_of(run_dir))
+        ours_onnx_big = predict_big(onnx_path, out / "big_ours_onnx", label, big_cascade)
         onnx_differ = differing_voxels(out / "big_ours", out / "big_ours_onnx")
     cascade_big = None
     if args.ours_cascade:

@@ -33,7 +33,7 @@ from peer_nnunet import (
     HELD_OUT,
     REPO,
     build_cohort,
-    finder_of,
+    finder_options,
     kits_sized_case,
     run,
     score,
@@ -86,7 +86,7 @@ def main() -> None:
         coarse_profile=args.coarse_profile,
         reuse=args.reuse,
     )
-    cascade = ["--coarse-model", str(finder_of(folder))] if args.coarse_steps else []
+    cascade = finder_options(folder, args.coarse_steps)
     shutil.rmtree(target, ignore_errors=True)
     cmd = [ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(folder), "--no-progress"]
     predicted = run(

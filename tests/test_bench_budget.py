@@ -50,6 +50,7 @@ def test_a_cascade_splits_the_steps_and_epochs_between_finder_and_refine_model(p
     )
     refine, finder = budget_of(run_dir), budget_of(peer_nnunet.finder_of(run_dir))
     assert peer_nnunet.finder_of(run_dir) == tmp_path / "ours_run_coarse"
+    assert peer_nnunet.finder_options(run_dir, 200) == ["--coarse-model", str(tmp_path / "ours_run_coarse")]
     assert refine["profile"] == "demo" and finder["profile"] == "demo_coarse"
     refine_steps = int(refine["train.epochs"]) * int(refine["train.iterations_per_epoch"])
     finder_steps = int(finder["train.epochs"]) * int(finder["train.iterations_per_epoch"])
@@ -69,6 +70,7 @@ def test_a_single_model_takes_the_whole_budget(peer_nnunet, tmp_path):
     assert (budget["train.epochs"], budget["train.iterations_per_epoch"]) == ("10", "25")
     assert "train.batch_size" not in budget  # the recipe's own batch
     assert not peer_nnunet.finder_of(run_dir).exists()
+    assert peer_nnunet.finder_options(run_dir, 0) == []  # predicted without a finder
 
 
 def test_reuse_counts_a_trained_model_s_optimization_time_without_training(peer_nnunet, tmp_path):
