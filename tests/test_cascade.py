@@ -13,6 +13,7 @@ import torch
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.cascade import KidneyCropSegmenter
+from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import find_cases
@@ -97,18 +98,21 @@ def test_prepare_kidney_crops_needs_labels(tmp_path: Path) -> None:
 
 
 class _Fixed:
-    """A stand-in segmenter returning fixed labels."""
+    """A stand-in segmenter returning fixed labels, post-processed as a Segmenter would."""
 
-    def __init__(self, labels: np.ndarray, half_width_mm: float | None = None) -> None:
+    def __init__(
+        self, labels: np.ndarray, half_width_mm: float | None = None, postprocess: bool = False
+    ) -> None:
         self.labels = labels
         self.calls: list[tuple[int, ...]] = []
         recipe = SimpleNamespace(preprocess=SimpleNamespace(kidney_crop_mm=half_width_mm))
         self.models = [SimpleNamespace(recipe=recipe)]
-        self.postprocess = False
+        self.postprocess = postprocess
 
     def segment(self, hu: np.ndarray, spacing) -> np.ndarray:
         self.calls.append(hu.shape)
-        return self.labels[: hu.shape[0], : hu.shape[1], : hu.shape[2]].copy()
+        labels = self.labels[: hu.shape[0], : hu.shape[1], : hu.shape[2]].copy()
+        return postprocess_labels(labels, spacing) if self.postprocess else labels
 
 
 def test_cascade_refines_inside_each_box_and_clears_the_rest() -> None:
@@ -127,6 +131,23 @@ def test_cascade_refines_inside_each_box_and_clears_the_rest() -> None:
         expected[z, y.start : y.start + 5, x] = 2
     np.testing.assert_array_equal(out, expected)
     assert fine.calls == [(16, 52, 41), (17, 51, 42)]
+
+
+def test_cascade_boxes_come_from_the_coarse_labels_before_post_processing() -> None:
+    """A false blob below the kidneys, across the midline, larger than the left kidney but with
+    less than it on either side: the coarse post-processing (largest component per side, midline
+    kept) would keep the blob and drop the kidney; the boxes clear the midline and find both."""
+    coarse_labels = _two_kidneys()
+    coarse_labels[0, 0, 40] = 0
+    coarse_labels[16:20, 40:55, 33:52] = 1  # 1140 voxels, centre column 42: left of the midline
+    spacing = (2.0, 1.5, 1.5)
+    assert np.count_nonzero(postprocess_labels(coarse_labels, spacing)[8:15, 30:42, 60:70]) == 0
+
+    fine = _Fixed(np.zeros((20, 60, 80), np.uint8), half_width_mm=12.0)
+    cascade = KidneyCropSegmenter(_Fixed(coarse_labels, postprocess=True), fine)  # type: ignore[arg-type]
+    right, left = cascade.boxes(np.zeros((20, 60, 80), np.int16), spacing)
+    assert (right[0], left[0]) == (slice(0, 16), slice(3, 20))  # the kidneys' slices ± 5
+    assert left[2] == slice(57, 73)  # centred on the left kidney (column 65), not the blob
 
 
 def test_cascade_needs_kidney_crop_refine_models() -> None:

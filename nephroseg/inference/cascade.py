@@ -27,6 +27,10 @@ class KidneyCropSegmenter:
         self.half_width_mm: float = widths.pop()  # type: ignore[assignment]
         self.postprocess = fine.postprocess
         fine.postprocess = False  # decided on whole kidneys: applied once, to the pasted result
+        # The boxes pick one component per side themselves, after clearing the midline. The coarse
+        # model's own post-processing picks without that cut: a false blob in the pelvis joined
+        # across the midline outgrew a found kidney and took its box (docs/benchmarks.md).
+        coarse.postprocess = False
 
     def boxes(self, hu: np.ndarray, spacing: tuple[float, float, float]):
         """The refine stage's boxes, from the coarse pass's kidney and tumor."""
