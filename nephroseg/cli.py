@@ -43,6 +43,12 @@ def synth(
     thickness: Annotated[
         tuple[float, float], typer.Option(help="Slice thickness range in mm (KiTS19: 0.5 to 5).")
     ] = (0.5, 5.0),
+    length: Annotated[
+        tuple[float, float] | None,
+        typer.Option(
+            help="Scanned length range in mm, the kidneys inside (KiTS19: 150 to 755; default 120 to 300)."
+        ),
+    ] = None,
     from_masks: Annotated[
         Path | None, typer.Option(help="Paint CT onto the label maps of this KiTS-layout folder instead.")
     ] = None,
@@ -56,7 +62,11 @@ def synth(
 
     try:
         config = SynthConfig(
-            size=size, min_tumors=min_tumors, max_tumors=max_tumors, slice_thickness_mm=tuple(thickness)
+            size=size,
+            min_tumors=min_tumors,
+            max_tumors=max_tumors,
+            slice_thickness_mm=tuple(thickness),
+            **({"z_extent_mm": tuple(length)} if length else {}),
         )
     except ValueError as err:
         raise NephrosegInputError("synth options", str(err)) from err

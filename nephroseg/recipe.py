@@ -116,6 +116,18 @@ class TrainSpec(_Strict):
         "shuffle buffer of this many slices (the tumor and kidney fractions must then be 0)",
     )
     val_every: int = Field(1, ge=1)
+    val_smoothing: float = Field(
+        0.9,
+        ge=0,
+        lt=1,
+        description="the best checkpoint is the one where the moving average of the validation "
+        "score peaks (weight of the previous average; nnU-Net's 0.9); 0 takes the raw peak",
+    )
+    select_on: Literal["composite", "kidney_tumor"] = Field(
+        "composite",
+        description="the validation score that chooses the best checkpoint: the KiTS composite Dice, "
+        "or kidney+tumor Dice for a cascade's kidney finder, whose labels only place the boxes",
+    )
     num_workers: int = Field(0, ge=0)
     postprocess: Literal["auto", "none", "components"] = Field(
         "none",

@@ -319,3 +319,15 @@ def test_help_on_every_command(capsys) -> None:
     ):
         code, out, _ = run_cli([command, "--help"], capsys)
         assert code == 0 and "Usage" in out, command
+
+
+def test_synth_length_sets_the_scanned_length(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "long"
+    args = ["synth", "--out", str(out), "--cases", "1", "--size", "32", "--no-progress"]
+    code, _, _ = run_cli([*args, "--thickness", "5", "5", "--length", "400", "420"], capsys)
+    assert code == 0
+    image = nib.load(out / "case_00000" / "imaging.nii.gz")
+    assert 400 <= image.shape[0] * 5.0 <= 425  # 80 to 84 slices of 5 mm (rounded to whole slices)
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "bad"), "--length", "400", "40"], capsys)
+    _assert_user_error(code, err, "z_extent_mm must satisfy")
+    assert not (tmp_path / "bad").exists()

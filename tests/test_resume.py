@@ -57,3 +57,6 @@ def test_sigkilled_run_resumes_to_identical_weights(kits_dir: Path, tmp_path: Pa
     for name, tensor in expected["model_state"].items():
         assert torch.equal(tensor, actual["model_state"][name]), name
     assert actual["step"] == expected["step"]
+    # The choice of best checkpoint resumes with its moving average.
+    for key in ("best_epoch", "best_score", "smoothed_score", "best_smoothed"):
+        assert actual[key] == expected[key], key

@@ -317,8 +317,7 @@ def _train(
                         session.evaluated(), val_cases, torch_device, decide_postprocess
                     )
                     row.update(metrics)
-                    if row["val_composite_dice"] > session.best_score:
-                        session.best_score, session.best_epoch = row["val_composite_dice"], session.epoch
+                    if session.record_validation(row, spec):
                         session.model.recipe = recipe.with_overrides(
                             {"volumetric": {"postprocess": choice}}, "validation"
                         )
