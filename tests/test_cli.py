@@ -331,3 +331,9 @@ def test_synth_length_sets_the_scanned_length(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli([*args, "--out", str(tmp_path / "bad"), "--length", "400", "40"], capsys)
     _assert_user_error(code, err, "z_extent_mm must satisfy")
     assert not (tmp_path / "bad").exists()
+    # The help states the generator's default, which the command leaves to SynthConfig.
+    from nephroseg.synth import SynthConfig
+
+    low, high = SynthConfig().z_extent_mm
+    _, out_text, _ = run_cli(["synth", "--help"], capsys)
+    assert f"default {low:g} to {high:g}" in " ".join(out_text.replace("│", " ").split())
