@@ -1,5 +1,5 @@
 """Which epoch becomes the best checkpoint: the peak of the moving average of the validation
-composite Dice (``train.val_smoothing``), not a lucky early epoch of a noisy raw score."""
+score (``train.val_smoothing``, on ``train.select_on``), not a lucky early epoch of a noisy raw score."""
 
 from __future__ import annotations
 
