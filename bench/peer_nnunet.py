@@ -566,11 +566,11 @@ def main(argv: list[str] | None = None) -> None:
     cascade_args = []
     if args.ours_cascade:
         refine, coarse = args.ours_cascade
-        cascade_args = ["--coarse-model", str(coarse), "--no-tta"]
+        cascade_args = ["--coarse-model", str(coarse)]
         target = out / "pred_ours_cascade"
         shutil.rmtree(target, ignore_errors=True)
         cmd = [*ours, "predict", "-i", str(test_dir), "-o", str(target), "-m", str(refine), *cascade_args]
-        cmd += ["--no-progress", "--device", args.device, "--threads", str(args.threads)]
+        cmd += ["--no-progress", "--no-tta", "--device", args.device, "--threads", str(args.threads)]
         stats = run(cmd, env, "ours 2.5D cascade predict")
         name = "ours 2.5D cascade, trained outside the bench"
         results.append((name, False, stats, score(target, test_dir)))
@@ -589,9 +589,11 @@ def main(argv: list[str] | None = None) -> None:
     shape, spacing = [int(s) for s in header.get_data_shape()], [float(s) for s in header.get_zooms()]
 
     def predict_big(model: Path, target: Path, label: str, extra: list[str] | None = None) -> dict:
-        """Time ``predict`` on the KiTS-sized case; the scores of its labels go in as ``dice``."""
+        """Time ``predict`` on the KiTS-sized case, without mirroring as nnU-Net's rows (a recipe's
+        ``mirror_tta`` would otherwise turn it on); the scores of its labels go in as ``dice``."""
         cmd = [*ours, "predict", "-i", str(big), "-o", str(target), "-m", str(model), "--overwrite"]
-        cmd += [*(extra or []), "--no-progress", "--device", args.device, "--threads", str(args.threads)]
+        cmd += [*(extra or []), "--no-progress", "--no-tta", "--device", args.device]
+        cmd += ["--threads", str(args.threads)]
         return {**run(cmd, env, label), "dice": score(target, big)}
 
     big_cascade = finder_options(run_dir, args.ours_coarse_steps)
@@ -652,7 +654,7 @@ def main(argv: list[str] | None = None) -> None:
         + " | seconds | peak RSS MB | composite | note |",
         "|---|---:|---:|---:|---|",
         f"| ours, end to end | {ours_big['s']:.1f} | {ours_big['rss_mb']:.0f} | {dice(ours_big)} "
-        "| whole command |",
+        "| whole command, no mirroring |",
     ]
     if ours_onnx_big:
         lines.append(
