@@ -242,7 +242,11 @@ def test_postprocessing_removes_islands() -> None:
 def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
     """Post-processing works on the box around the foreground (bounded memory); the result is the
     same as on the whole volume, midline included."""
-    from nephroseg.inference.postprocess import drop_distant_tumor, keep_kidney_components
+    from nephroseg.inference.postprocess import (
+        drop_detached_tumor,
+        drop_distant_tumor,
+        keep_kidney_components,
+    )
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -252,7 +256,7 @@ def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
             labels[z : z + int(rng.integers(1, 5)), y : y + 6, x : x + int(rng.integers(2, 9))] = (
                 rng.integers(1, 3)
             )
-        whole = drop_distant_tumor(keep_kidney_components(labels), (2.0, 1.0, 1.0))
+        whole = drop_detached_tumor(drop_distant_tumor(keep_kidney_components(labels), (2.0, 1.0, 1.0)))
         np.testing.assert_array_equal(postprocess_labels(labels, (2.0, 1.0, 1.0)), whole)
 
 
@@ -469,3 +473,38 @@ def test_class_labels_is_the_argmax_over_any_class_axis_with_ties_to_the_lower_l
     labels = class_labels(batch, dim=1)
     assert labels.dtype == np.uint8 and labels.shape == (2, 5, 7)
     assert np.array_equal(labels, batch.argmax(dim=1).numpy())
+
+
+def test_tumor_kidney_contact_of_a_hand_built_cube() -> None:
+    """A 4×4×4 tumor has 56 boundary voxels (64 less the 2×2×2 core); sharing one 4×4 face with the
+    kidney gives 16 of them a kidney neighbour, touching it at one voxel gives 1."""
+    from nephroseg.inference.postprocess import tumor_kidney_contact
+
+    labels = np.zeros((12, 12, 24), np.uint8)
+    labels[2:10, 2:10, 2:6] = 1  # kidney
+    labels[4:8, 4:8, 6:10] = 2  # tumor on the kidney's x = 6 face: all 16 voxels of its face
+    labels[4:8, 4:8, 12:17] = 1  # a second kidney piece
+    labels[7:11, 7:11, 17:21] = 2  # tumor beside it: only (7, 7, 17) has a kidney neighbour, (7, 7, 16)
+    components, contact = tumor_kidney_contact(labels)
+    face = components[5, 5, 7]
+    corner = components[8, 8, 18]
+    assert contact[face] == pytest.approx(16 / 56)
+    assert contact[corner] == pytest.approx(1 / 56)
+
+
+def test_detached_tumor_becomes_background() -> None:
+    """The tumor on the kidney's face stays; the one touching it at a single voxel of 56 (below the
+    2 % threshold) becomes background, though the distance margin keeps it (it touches)."""
+    from nephroseg.inference.postprocess import drop_detached_tumor, drop_distant_tumor
+
+    labels = np.zeros((12, 12, 24), np.uint8)
+    labels[2:10, 2:10, 2:6] = 1
+    labels[4:8, 4:8, 6:10] = 2
+    labels[4:8, 4:8, 12:17] = 1
+    labels[7:11, 7:11, 17:21] = 2
+    np.testing.assert_array_equal(drop_distant_tumor(labels, (1.0, 1.0, 1.0)), labels)
+    out = drop_detached_tumor(labels)
+    expected = labels.copy()
+    expected[7:11, 7:11, 17:21] = 0
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(drop_detached_tumor(labels, min_contact=0.01), labels)
