@@ -195,8 +195,8 @@ class VolumetricSpec(_Strict):
     )
     postprocess: Literal["auto", "none", "components"] = Field(
         "auto",
-        description="components: keep the largest component per kidney side and drop tumor islands "
-        "away from the kidneys; auto: decided on the validation cases",
+        description="components: keep the largest component per kidney side and drop tumor that touches "
+        "the kidney on under 2 % of its boundary; auto: decided on the validation cases",
     )
 
 

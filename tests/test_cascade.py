@@ -112,7 +112,7 @@ class _Fixed:
     def segment(self, hu: np.ndarray, spacing) -> np.ndarray:
         self.calls.append(hu.shape)
         labels = self.labels[: hu.shape[0], : hu.shape[1], : hu.shape[2]].copy()
-        return postprocess_labels(labels, spacing) if self.postprocess else labels
+        return postprocess_labels(labels) if self.postprocess else labels
 
 
 def test_cascade_refines_inside_each_box_and_clears_the_rest() -> None:
@@ -141,7 +141,7 @@ def test_cascade_boxes_come_from_the_coarse_labels_before_post_processing() -> N
     coarse_labels[0, 0, 40] = 0
     coarse_labels[16:20, 40:55, 33:52] = 1  # 1140 voxels, centre column 42: left of the midline
     spacing = (2.0, 1.5, 1.5)
-    assert np.count_nonzero(postprocess_labels(coarse_labels, spacing)[8:15, 30:42, 60:70]) == 0
+    assert np.count_nonzero(postprocess_labels(coarse_labels)[8:15, 30:42, 60:70]) == 0
 
     fine = _Fixed(np.zeros((20, 60, 80), np.uint8), half_width_mm=12.0)
     cascade = KidneyCropSegmenter(_Fixed(coarse_labels, postprocess=True), fine)  # type: ignore[arg-type]

@@ -231,7 +231,7 @@ def test_postprocessing_removes_islands() -> None:
     labels[8:11, 15:20, 18:23] = 2  # tumor growing out of the first kidney
     labels[1:3, 35:38, 22:25] = 1  # small kidney island, same side as the first
     labels[17:19, 1:3, 28:32] = 2  # tumor island far from both kidneys
-    out = postprocess_labels(labels, (1.0, 1.0, 1.0))
+    out = postprocess_labels(labels)
     assert not out[1:3, 35:38, 22:25].any() and not out[17:19, 1:3, 28:32].any()
     np.testing.assert_array_equal(out[5:15, 10:30, 40:55], labels[5:15, 10:30, 40:55])
     assert (out[8:11, 15:20, 18:23] == 2).all() and (
@@ -242,11 +242,7 @@ def test_postprocessing_removes_islands() -> None:
 def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
     """Post-processing works on the box around the foreground (bounded memory); the result is the
     same as on the whole volume, midline included."""
-    from nephroseg.inference.postprocess import (
-        drop_detached_tumor,
-        drop_distant_tumor,
-        keep_kidney_components,
-    )
+    from nephroseg.inference.postprocess import drop_detached_tumor, keep_kidney_components
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -256,32 +252,30 @@ def test_postprocessing_on_the_foreground_box_equals_the_whole_volume() -> None:
             labels[z : z + int(rng.integers(1, 5)), y : y + 6, x : x + int(rng.integers(2, 9))] = (
                 rng.integers(1, 3)
             )
-        whole = drop_detached_tumor(drop_distant_tumor(keep_kidney_components(labels), (2.0, 1.0, 1.0)))
-        np.testing.assert_array_equal(postprocess_labels(labels, (2.0, 1.0, 1.0)), whole)
+        whole = drop_detached_tumor(keep_kidney_components(labels))
+        np.testing.assert_array_equal(postprocess_labels(labels), whole)
 
 
-def test_distant_tumor_uses_the_distance_to_the_kidney_as_defined() -> None:
-    """The distance map is computed near the kidney only; the result must equal the definition:
-    a tumor component stays when one of its voxels is within the margin of a kidney voxel."""
+def test_tumor_that_touches_no_kidney_becomes_background() -> None:
+    """Tumor islands away from the kidney (at any distance) go: by definition, a tumor component
+    stays only when one of its voxels has a kidney voxel as a face neighbour (threshold 0 here)."""
     from scipy import ndimage
 
-    from nephroseg.inference.postprocess import drop_distant_tumor
+    from nephroseg.inference.postprocess import drop_detached_tumor
 
     rng = np.random.default_rng(1)
-    spacing = (3.0, 0.8, 0.8)
+    face = ndimage.generate_binary_structure(3, 1)
     for _ in range(20):
         labels = np.zeros((12, 40, 60), np.uint8)
         for _ in range(int(rng.integers(2, 7))):
             z, y, x = rng.integers(0, 11), rng.integers(0, 36), rng.integers(0, 56)
             depth, width = int(rng.integers(1, 3)), int(rng.integers(1, 5))
             labels[z : z + depth, y : y + 4, x : x + width] = rng.integers(1, 3)
-        near = ndimage.distance_transform_edt(labels != 1, sampling=spacing) <= 10.0
+        beside_kidney = ndimage.binary_dilation(labels == 1, structure=face)
         tumors, _ = ndimage.label(labels == 2)
-        kept = np.unique(tumors[near & (tumors > 0)])
+        kept = np.unique(tumors[beside_kidney & (tumors > 0)])
         expected = np.where((tumors > 0) & ~np.isin(tumors, kept), 0, labels)
-        if not (labels == 1).any():
-            expected = np.where(labels == 2, 0, labels)
-        np.testing.assert_array_equal(drop_distant_tumor(labels, spacing, 10.0), expected)
+        np.testing.assert_array_equal(drop_detached_tumor(labels, min_contact=1e-9), expected)
 
 
 def test_patches_oversample_foreground_preferring_tumor() -> None:
@@ -494,15 +488,14 @@ def test_tumor_kidney_contact_of_a_hand_built_cube() -> None:
 
 def test_detached_tumor_becomes_background() -> None:
     """The tumor on the kidney's face stays; the one touching it at a single voxel of 56 (below the
-    2 % threshold) becomes background, though the distance margin keeps it (it touches)."""
-    from nephroseg.inference.postprocess import drop_detached_tumor, drop_distant_tumor
+    2 % threshold) becomes background, though it touches the kidney."""
+    from nephroseg.inference.postprocess import drop_detached_tumor
 
     labels = np.zeros((12, 12, 24), np.uint8)
     labels[2:10, 2:10, 2:6] = 1
     labels[4:8, 4:8, 6:10] = 2
     labels[4:8, 4:8, 12:17] = 1
     labels[7:11, 7:11, 17:21] = 2
-    np.testing.assert_array_equal(drop_distant_tumor(labels, (1.0, 1.0, 1.0)), labels)
     out = drop_detached_tumor(labels)
     expected = labels.copy()
     expected[7:11, 7:11, 17:21] = 0

@@ -42,4 +42,4 @@ class KidneyCropSegmenter:
         labels = np.zeros(hu.shape, dtype=np.uint8)
         for box in self.boxes(hu, spacing):
             np.maximum(labels[box], self.fine.segment(np.asarray(hu[box]), spacing), out=labels[box])
-        return postprocess_labels(labels, spacing) if self.postprocess else labels
+        return postprocess_labels(labels) if self.postprocess else labels

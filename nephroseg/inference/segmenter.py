@@ -136,7 +136,7 @@ class Segmenter:
         labels = np.empty(hu.shape, dtype=np.uint8)
         for start, probs in self.probabilities(hu, spacing):
             labels[start : start + len(probs)] = class_labels(probs, dim=1)
-        return postprocess_labels(labels, spacing) if self.postprocess else labels
+        return postprocess_labels(labels) if self.postprocess else labels
 
 
 class _ModelView:

@@ -225,7 +225,7 @@ class VolumetricSegmenter:
         labels = self.model_grid_labels(image)
         del image
         if self.postprocess:
-            labels = postprocess_labels(labels, target)  # type: ignore[arg-type]
+            labels = postprocess_labels(labels)
         return paste(resample_labels_nearest(labels, crop.shape), box, hu.shape)
 
     def kidney_box(self, hu: np.ndarray, spacing: tuple[float, float, float]) -> Box | None:

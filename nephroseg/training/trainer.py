@@ -138,7 +138,7 @@ def validate(
     for case in cases:
         labels, truth = segmenter.segment(np.asarray(case.hu), case.spacing), np.asarray(case.label)
         plain.append(kits_scores(labels, truth))
-        processed.append(kits_scores(postprocess_labels(labels, case.spacing), truth))
+        processed.append(kits_scores(postprocess_labels(labels), truth))
     model.network.train()
     return postprocess_choice(plain, processed, decide_postprocess, model.recipe.train.postprocess)
 

@@ -148,12 +148,11 @@ def validate_volumetric(
     model.network.eval()
     segmenter = VolumetricSegmenter([model], device, postprocess=False)
     plain, processed = [], []
-    spacing = segmenter.target_spacing
     for case in cases:
         labels = segmenter.model_grid_labels(np.asarray(case.hu, dtype=np.float32))
         truth = np.asarray(case.label)
         plain.append(kits_scores(labels, truth))
-        processed.append(kits_scores(postprocess_labels(labels, spacing), truth))  # type: ignore[arg-type]
+        processed.append(kits_scores(postprocess_labels(labels), truth))
     model.network.train()
     fixed = model.recipe.volumetric.postprocess  # type: ignore[union-attr]
     return postprocess_choice(plain, processed, decide_postprocess, fixed)
