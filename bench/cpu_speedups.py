@@ -1,6 +1,7 @@
 """CPU speed-ups for the demo-width 2.5D network, as ratios in one run: float32 against bfloat16
 autocast (training step and inference), and torch against onnxruntime (inference, the network
-exported by ``nephroseg.inference.onnx_backend.export_onnx``).
+exported by ``nephroseg.inference.onnx_backend.export_onnx``); and float32 against bfloat16 for the
+``nnunet3d`` quick profile's 3D network (a batch of two 48×96×96 windows, as the sliding windows run).
 
     OMP_NUM_THREADS=1 python bench/cpu_speedups.py
 
@@ -33,8 +34,11 @@ def main(repeats: int = 4, steps: int = 4) -> None:
         optimizer.step()
 
     timings: dict[str, list[float]] = {"train fp32": [], "train bf16": [], "infer fp32": [], "infer bf16": []}
-    timings["infer onnxruntime"] = []
+    timings.update({"infer onnxruntime": [], "infer3d fp32": [], "infer3d bf16": []})
     batch = torch.randn(16, 3, 192, 192)
+    options = {"patch_size": [48, 96, 96], "spacing": [2.5, 2.5, 2.5]}
+    network3d = build_model(ModelSpec(name="dynunet3d", in_slices=1, width=0.25, options=options)).eval()
+    windows = torch.randn(2, 1, 48, 96, 96)
     onnx_network = _exported(model)
     for _ in range(repeats):
         onnx_network(batch)
@@ -55,9 +59,13 @@ def main(repeats: int = 4, steps: int = 4) -> None:
                 started = time.perf_counter()
                 model(batch)
                 timings[f"infer {name}"].append(time.perf_counter() - started)
+                network3d(windows)
+                started = time.perf_counter()
+                network3d(windows)
+                timings[f"infer3d {name}"].append(time.perf_counter() - started)
     for name, values in timings.items():
         print(f"{name}: " + " ".join(f"{v:.3f}" for v in values) + " s")
-    for kind in ("train", "infer"):
+    for kind in ("train", "infer", "infer3d"):
         ratio = min(timings[f"{kind} fp32"]) / min(timings[f"{kind} bf16"])
         print(f"{kind}_speedup_bf16={ratio:.2f}")
     print(f"infer_speedup_onnxruntime={min(timings['infer fp32']) / min(timings['infer onnxruntime']):.2f}")

@@ -227,8 +227,9 @@ def predict(
         str, typer.Option("--format", help="Output format: nifti, nrrd, mha, or dicom-seg (DICOM input).")
     ] = "nifti",
     precision: Annotated[
-        str, typer.Option(help="fp32, or bf16 autocast (2.5D models; fast on CPUs with native bfloat16).")
-    ] = "fp32",
+        str,
+        typer.Option(help="auto (bf16 on CPUs with native bfloat16, else fp32), fp32, or bf16 autocast."),
+    ] = "auto",
     progress: ProgressOption = True,
 ) -> None:
     """Segment CT volumes (NIfTI, NRRD, MHA or a DICOM series folder); labels are written on each

@@ -33,7 +33,7 @@ from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
 from nephroseg.progress import progress_bar
-from nephroseg.runtime import resolve_device
+from nephroseg.runtime import resolve_device, resolve_precision
 from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoints
 
 
@@ -225,7 +225,7 @@ def predict(
     threads: int | None = None,
     coarse_models: list[str | Path] | None = None,
     output_format: str = "nifti",
-    precision: str = "fp32",
+    precision: str = "auto",
     resume: bool = False,
 ) -> list[Path]:
     """Segment every volume in ``inputs`` (a NIfTI file, a folder of them, or a KiTS dataset folder)
@@ -233,13 +233,15 @@ def predict(
     ``max_memory`` (bytes, or a size such as '4GB') refuses volumes estimated not to fit.
     3D models segment by sliding windows (``inference.sliding``); ``coarse_models`` first find the
     kidneys at low resolution. ``tta`` None keeps the recipe's mirroring choice. ``threads`` caps the
-    CPU threads torch uses. ``resume`` keeps the labels an interrupted run into the same folder wrote
-    (with the same models and settings, checked against the folder's record) and predicts the rest.
+    CPU threads torch uses. ``precision`` 'auto' runs the networks under bfloat16 autocast on a CPU that
+    computes it natively, else in float32 (``runtime.resolve_precision``). ``resume`` keeps the labels
+    an interrupted run into the same folder wrote (with the same models and settings, checked against
+    the folder's record) and predicts the rest.
     Returns the files written by this call."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
-    if precision not in ("fp32", "bf16"):
-        raise NephrosegInputError("--precision", f"unknown precision '{precision}' (fp32 or bf16)")
+    torch_device = resolve_device(device)
+    precision = resolve_precision(precision, torch_device)
     allowed = parse_size(max_memory) if max_memory is not None else None
     jobs = plan_outputs(inputs, output, overwrite, output_format, resume)
     pending, on_first_write = jobs, None
@@ -252,7 +254,6 @@ def predict(
             if not pending:
                 return []
         on_first_write = partial(write_record, folder, record)
-    torch_device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     coarse = load_models(coarse_models, torch_device) if coarse_models else None

@@ -1,0 +1,75 @@
+"""``--precision auto``: bfloat16 autocast where the CPU computes it natively, float32 elsewhere; the
+choice made is what a prediction folder records, and 3D sliding windows honour it too."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nephroseg import runtime
+from nephroseg.errors import NephrosegInputError
+from nephroseg.inference.resume import RECORD_NAME
+from nephroseg.inference.segmenter import SegmentationModel
+from nephroseg.inference.sliding import VolumetricSegmenter
+from nephroseg.runtime import resolve_precision
+from tests.test_volumetric import _tiny_model
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_precision_follows_the_cpu(monkeypatch, native: bool, expected: str) -> None:
+    monkeypatch.setattr(runtime, "native_bf16", lambda: native)
+    assert resolve_precision("auto", torch.device("cpu")) == expected
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # a GPU is not asked for bfloat16
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # explicit choices stay
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_unknown_precision_is_a_user_error() -> None:
+    with pytest.raises(NephrosegInputError, match=r"--precision.*unknown precision 'fp16'"):
+        resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_prediction_folder_records_the_precision_auto_chose(
+    trained_run, tmp_path: Path, monkeypatch, native: bool, expected: str
+) -> None:
+    from nephroseg.inference import predict
+
+    data, run = trained_run
+    monkeypatch.setattr(runtime, "native_bf16", lambda: native)
+    out = tmp_path / "out"
+    predict(data, out, [run], progress=False)
+    assert json.loads((out / RECORD_NAME).read_text())["precision"] == expected
+
+
+class _AutocastProbe(torch.nn.Module):
+    """A 3D 'network' that records whether it ran under CPU bfloat16 autocast; its logits favour
+    class 1 everywhere."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, 3, 1)
+        torch.nn.init.zeros_(self.conv.weight)
+        with torch.no_grad():
+            self.conv.bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+        self.dtypes: set[torch.dtype] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        self.dtypes.add(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize(("bf16", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_sliding_windows_run_under_bf16_autocast_when_asked(bf16: bool, dtype: torch.dtype) -> None:
+    tiny = _tiny_model()
+    probe = _AutocastProbe().eval()
+    segmenter = VolumetricSegmenter([SegmentationModel(probe, tiny.recipe)], bf16=bf16, postprocess=False)
+    hu = np.full((12, 20, 20), 40.0, np.float32)
+    labels = segmenter.segment(hu, (2.0, 2.0, 2.0))
+    assert probe.dtypes == {dtype}
+    assert labels.shape == hu.shape and (labels == 1).all()
