@@ -37,9 +37,11 @@ def tumor_kidney_contact(labels: np.ndarray) -> tuple[np.ndarray, dict[int, floa
     """The tumor components (``ndimage.label``'s) and, for each, the share of its boundary voxels
     (those with a face neighbour outside it, or on the array's edge) that have a kidney voxel as a
     face neighbour."""
-    components, _ = ndimage.label(labels == 2)
-    near_kidney = ndimage.binary_dilation(labels == 1)
+    components, count = ndimage.label(labels == 2)
     contact: dict[int, float] = {}
+    if count == 0:  # no tumor: skip the kidney's dilation, run on every prediction
+        return components, contact
+    near_kidney = ndimage.binary_dilation(labels == 1)
     for index, box in enumerate(ndimage.find_objects(components), start=1):
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
         inside = components[box] == index
