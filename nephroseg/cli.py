@@ -228,7 +228,9 @@ def predict(
     ] = "nifti",
     precision: Annotated[
         str,
-        typer.Option(help="auto (bf16 on CPUs with native bfloat16, else fp32), fp32, or bf16 autocast."),
+        typer.Option(
+            help="auto (bf16 on CPUs with native bfloat16, fp16 on CUDA, else fp32), fp32, bf16 or fp16."
+        ),
     ] = "auto",
     progress: ProgressOption = True,
 ) -> None:

@@ -172,6 +172,16 @@ def test_make_segmenter_pairs_kidney_crop_models_with_a_coarse_one() -> None:
         make_segmenter([refine, whole], cpu, coarse_models=[whole])
 
 
+def test_both_stages_of_a_cascade_run_in_the_precision_asked() -> None:
+    cascade = make_segmenter(
+        [_tiny("preprocess.kidney_crop_mm=60")],
+        torch.device("cpu"),
+        coarse_models=[_tiny()],
+        precision="bf16",
+    )
+    assert (cascade.coarse.precision, cascade.fine.precision) == ("bf16", "bf16")
+
+
 def test_train_refine_stage_and_predict_with_coarse_model(trained_run, tmp_path: Path, capsys) -> None:
     """Through the command line: a kidney-crop model trained on the cohort, then predict with the
     shared whole-slice run as the coarse stage; the labels come back on the source grid. Either

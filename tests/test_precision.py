@@ -1,5 +1,6 @@
-"""``--precision auto``: bfloat16 autocast where the CPU computes it natively, float32 elsewhere; the
-choice made is what a prediction folder records, and 3D sliding windows honour it too."""
+"""``--precision auto``: bfloat16 autocast where the CPU computes it natively, float16 on CUDA, float32
+elsewhere; the choice made is what a prediction folder records, and both the slice stacks and the 3D
+sliding windows run in it."""
 
 from __future__ import annotations
 
@@ -23,14 +24,31 @@ from tests.test_volumetric import _tiny_model
 def test_auto_precision_follows_the_cpu(monkeypatch, native: bool, expected: str) -> None:
     monkeypatch.setattr(runtime, "native_bf16", lambda: native)
     assert resolve_precision("auto", torch.device("cpu")) == expected
-    assert resolve_precision("auto", torch.device("cuda")) == "fp32"  # a GPU is not asked for bfloat16
+    assert resolve_precision("auto", torch.device("cuda")) == "fp16"  # nnU-Net's choice on a GPU
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"  # explicit choices stay
     assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
 
 
 def test_unknown_precision_is_a_user_error() -> None:
-    with pytest.raises(NephrosegInputError, match=r"--precision.*unknown precision 'fp16'"):
+    with pytest.raises(NephrosegInputError, match=r"--precision.*unknown precision 'fp8'"):
+        resolve_precision("fp8", torch.device("cpu"))
+
+
+def test_float16_on_a_cpu_is_a_user_error() -> None:
+    with pytest.raises(NephrosegInputError, match=r"--precision.*fp16 needs a CUDA device"):
         resolve_precision("fp16", torch.device("cpu"))
+
+
+@pytest.mark.parametrize(
+    ("precision", "enabled", "dtype"),
+    [("fp32", False, None), ("bf16", True, torch.bfloat16), ("fp16", True, torch.float16)],
+)
+def test_autocast_context_of_each_precision(precision: str, enabled: bool, dtype) -> None:
+    context = runtime.autocast(torch.device("cpu"), precision)
+    assert context._enabled is enabled
+    if dtype is not None:
+        assert context.fast_dtype == dtype
 
 
 @pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
@@ -64,11 +82,12 @@ class _AutocastProbe(torch.nn.Module):
         return out
 
 
-@pytest.mark.parametrize(("bf16", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
-def test_sliding_windows_run_under_bf16_autocast_when_asked(bf16: bool, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize(("precision", "dtype"), [("bf16", torch.bfloat16), ("fp32", torch.float32)])
+def test_sliding_windows_run_in_the_precision_asked(precision: str, dtype: torch.dtype) -> None:
     tiny = _tiny_model()
     probe = _AutocastProbe().eval()
-    segmenter = VolumetricSegmenter([SegmentationModel(probe, tiny.recipe)], bf16=bf16, postprocess=False)
+    model = SegmentationModel(probe, tiny.recipe)
+    segmenter = VolumetricSegmenter([model], precision=precision, postprocess=False)
     hu = np.full((12, 20, 20), 40.0, np.float32)
     labels = segmenter.segment(hu, (2.0, 2.0, 2.0))
     assert probe.dtypes == {dtype}

@@ -204,7 +204,7 @@ def test_bf16_autocast_agrees_with_float32(trained_run) -> None:
     (model,) = load_models([run], torch.device("cpu"))
     hu = np.random.default_rng(1).normal(40, 80, size=(4, 40, 48)).astype(np.float32)
     (_, fp32), *_ = Segmenter([model]).probabilities(hu, (3.0, 1.5, 1.5))
-    (_, bf16), *_ = Segmenter([model], bf16=True).probabilities(hu, (3.0, 1.5, 1.5))
+    (_, bf16), *_ = Segmenter([model], precision="bf16").probabilities(hu, (3.0, 1.5, 1.5))
     assert fp32.dtype == bf16.dtype == torch.float32
     assert float((fp32 - bf16).abs().max()) < 0.05
     assert float((fp32.argmax(1) == bf16.argmax(1)).float().mean()) > 0.98

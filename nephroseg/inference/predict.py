@@ -234,9 +234,9 @@ def predict(
     3D models segment by sliding windows (``inference.sliding``); ``coarse_models`` first find the
     kidneys at low resolution. ``tta`` None keeps the recipe's mirroring choice. ``threads`` caps the
     CPU threads torch uses. ``precision`` 'auto' runs the networks under bfloat16 autocast on a CPU that
-    computes it natively, else in float32 (``runtime.resolve_precision``). ``resume`` keeps the labels
-    an interrupted run into the same folder wrote (with the same models and settings, checked against
-    the folder's record) and predicts the rest.
+    computes it natively, float16 autocast on CUDA, else float32 (``runtime.resolve_precision``).
+    ``resume`` keeps the labels an interrupted run into the same folder wrote (with the same models and
+    settings, checked against the folder's record) and predicts the rest.
     Returns the files written by this call."""
     if not models:
         raise NephrosegInputError("--model", "give at least one run folder or checkpoint")
@@ -263,7 +263,7 @@ def predict(
         batch_size=batch_size,
         tta=tta,
         coarse_models=coarse,
-        bf16=precision == "bf16",
+        precision=precision,
     )
     if allowed is not None:
         check_jobs_fit(pending, segmenter, allowed)

@@ -28,6 +28,7 @@ from nephroseg.preprocess import (
     unpad,
 )
 from nephroseg.recipe import AugmentSpec, Recipe
+from nephroseg.runtime import autocast
 
 
 @dataclass(eq=False)
@@ -81,16 +82,16 @@ class Segmenter:
         device: torch.device | str = "cpu",
         batch_size: int = 8,
         tta: bool = False,
-        bf16: bool = False,
+        precision: str = "fp32",
         postprocess: bool | None = None,
         scales: tuple[float, ...] = (1.0,),
     ) -> None:
-        """``bf16``: run the networks under bfloat16 autocast (weights stay float32); on CPUs with
-        native bfloat16 the network ran 2.4× faster for resunet25d, without it 20× slower
-        (docs/benchmarks.md). ``postprocess``: keep the largest kidney per side and no tumor away
-        from it; by default when every member's training chose it on validation. ``scales``: each
-        model also sees the slices zoomed by these factors (its grid's spacing divided by each), and
-        the probabilities are averaged over them."""
+        """``precision``: a resolved ``runtime.resolve_precision`` choice; 'bf16' runs the networks under
+        bfloat16 autocast (weights stay float32), 2.4× faster for resunet25d on CPUs with native
+        bfloat16, 20× slower without it (docs/benchmarks.md). ``postprocess``: keep the largest kidney
+        per side and no tumor away from it; by default when every member's training chose it on
+        validation. ``scales``: each model also sees the slices zoomed by these factors (its grid's
+        spacing divided by each), and the probabilities are averaged over them."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         classes = {m.recipe.model.num_classes for m in models}
@@ -101,7 +102,7 @@ class Segmenter:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.tta = tta
-        self.bf16 = bf16
+        self.precision = precision
         if scales != (1.0,) and any(m.recipe.preprocess.spacing_mm is None for m in models):
             raise ValueError("zoomed views need models trained on a fixed grid (preprocess.spacing_mm)")
         self.scales = scales
@@ -123,7 +124,7 @@ class Segmenter:
                 flips = tta_flips(view.model.recipe.augment, self.tta)
                 weight = 1.0 / (len(flips) * len(views))  # the mean over flips, zooms and models
                 for flip in flips:
-                    with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                    with autocast(self.device, self.precision):
                         probs = view.probabilities(centres, flip, out_hw)
                     if weight != 1.0:
                         probs.mul_(weight)

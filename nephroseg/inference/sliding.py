@@ -32,6 +32,7 @@ from nephroseg.preprocess.resample import (
     resampled_shape,
 )
 from nephroseg.recipe import VolumetricSpec
+from nephroseg.runtime import autocast
 
 GAUSSIAN_SIGMA_SCALE = 0.125  # nnU-Net: sigma = patch size / 8
 
@@ -148,10 +149,10 @@ class VolumetricSegmenter:
         spacing_scale: float = 1.0,
         coarse: VolumetricSegmenter | None = None,
         coarse_margin_mm: float = 20.0,
-        bf16: bool = False,
+        precision: str = "fp32",
     ) -> None:
-        """``bf16``: the windows run under bfloat16 autocast (3.5× faster on a CPU with AMX,
-        docs/benchmarks.md); on CUDA the windows always run under autocast (float16 unless ``bf16``)."""
+        """``precision``: a resolved ``runtime.resolve_precision`` choice the windows run in ('bf16':
+        3.5× faster on a CPU with AMX, docs/benchmarks.md; 'fp16' on CUDA)."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         specs = [m.recipe.volumetric for m in models]
@@ -180,7 +181,7 @@ class VolumetricSegmenter:
         self.patch = tuple(self.spec.patch_size)
         self.coarse = coarse
         self.coarse_margin_mm = coarse_margin_mm
-        self.bf16 = bf16
+        self.precision = precision
         for model in models:
             model.network.eval()
 
@@ -195,7 +196,7 @@ class VolumetricSegmenter:
             total = None
             for model, predictor in zip(self.models, predictors, strict=True):
                 x = torch.from_numpy(normalize_hu(chunk, model.recipe.preprocess))[None, None]
-                with self._autocast():
+                with autocast(self.device, self.precision):
                     out = window_logits(
                         x,
                         predictor,
@@ -208,10 +209,6 @@ class VolumetricSegmenter:
                 total = out if total is None else total.add_(out)
             parts.append(class_labels(total, dim=0))  # type: ignore[arg-type]
         return np.concatenate(parts, axis=0)
-
-    def _autocast(self) -> torch.autocast:
-        dtype = torch.bfloat16 if self.bf16 else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype, enabled=self.bf16 or self.device.type == "cuda")
 
     def segment_crop(
         self, hu: np.ndarray, spacing: tuple[float, float, float], crop_body: bool = True
@@ -258,12 +255,13 @@ def make_segmenter(
     batch_size: int = 8,
     tta: bool | None = None,
     coarse_models: list[SegmentationModel] | None = None,
-    bf16: bool = False,
+    precision: str = "fp32",
     scales: tuple[float, ...] | None = None,
 ):
     """The segmenter the models need: sliding windows for 3D models, slice stacks for 2D/2.5D ones;
     ``tta`` True or False overrides the recipe's ``volumetric.mirror_tta`` (3D) or
-    ``train.mirror_tta`` (2D/2.5D), None keeps it; 2D/2.5D models also see the zooms of their
+    ``train.mirror_tta`` (2D/2.5D), None keeps it; ``precision`` is a resolved
+    ``runtime.resolve_precision`` choice for every network; 2D/2.5D models also see the zooms of their
     ``train.tta_scales`` unless ``tta`` is False; ``scales`` replaces those zooms (the refine stage's
     in a cascade), to compare them without retraining. ``coarse_models`` localize the kidneys first: for
     3D models one box around both (coarse-to-fine), for 2.5D kidney-crop models one per kidney
@@ -277,7 +275,9 @@ def make_segmenter(
         flips = any(m.recipe.train.mirror_tta for m in models) if tta is None else tta
         zooms = scales or tuple(sorted({z for m in models for z in m.recipe.train.tta_scales}))
         zooms = zooms if tta is not False else (1.0,)
-        segmenter = Segmenter(models, device, batch_size=batch_size, tta=flips, bf16=bf16, scales=zooms)
+        segmenter = Segmenter(
+            models, device, batch_size=batch_size, tta=flips, precision=precision, scales=zooms
+        )
         refine = {m.recipe.preprocess.kidney_crop_mm is not None for m in models}
         if len(refine) != 1:
             raise NephrosegInputError("--model", "cannot ensemble kidney-crop models with whole-slice ones")
@@ -293,9 +293,9 @@ def make_segmenter(
             )
         from nephroseg.inference.cascade import KidneyCropSegmenter
 
-        coarse_segmenter = make_segmenter(coarse_models, device, batch_size=batch_size, bf16=bf16)
+        coarse_segmenter = make_segmenter(coarse_models, device, batch_size=batch_size, precision=precision)
         return KidneyCropSegmenter(coarse_segmenter, segmenter)
     if scales:
         raise ValueError("zoomed views are for 2D/2.5D models; 3D models see their windows as trained")
-    coarse = VolumetricSegmenter(coarse_models, device, bf16=bf16) if coarse_models else None
-    return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse, bf16=bf16)
+    coarse = VolumetricSegmenter(coarse_models, device, precision=precision) if coarse_models else None
+    return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse, precision=precision)

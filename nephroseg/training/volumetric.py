@@ -146,7 +146,9 @@ def validate_volumetric(
     """Mean KiTS scores over the validation cases on the model grid, and the post-processing choice
     ('components' when it raises the composite Dice, else 'none'; fixed unless ``decide_postprocess``)."""
     model.network.eval()
-    segmenter = VolumetricSegmenter([model], device, postprocess=False)
+    # validated in the precision it trains in: float16 autocast on CUDA, float32 on a CPU
+    precision = "fp16" if device.type == "cuda" else "fp32"
+    segmenter = VolumetricSegmenter([model], device, postprocess=False, precision=precision)
     plain, processed = [], []
     for case in cases:
         labels = segmenter.model_grid_labels(np.asarray(case.hu, dtype=np.float32))
