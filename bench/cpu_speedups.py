@@ -1,7 +1,8 @@
 """CPU speed-ups for the demo-width 2.5D network, as ratios in one run: float32 against bfloat16
 autocast (training step and inference), and torch against onnxruntime (inference, the network
 exported by ``nephroseg.inference.onnx_backend.export_onnx``); and float32 against bfloat16 for the
-``nnunet3d`` quick profile's 3D network (a batch of two 48×96×96 windows, as the sliding windows run).
+``nnunet3d`` quick profile's 3D network (a batch of two 48×96×96 windows, as the sliding windows run);
+and Adam's step as PyTorch's per-parameter loop against the fused one that training uses.
 
     OMP_NUM_THREADS=1 python bench/cpu_speedups.py
 
@@ -23,7 +24,11 @@ def main(repeats: int = 4, steps: int = 4) -> None:
     torch.manual_seed(0)
     model = build_model(ModelSpec(width=0.25))
     images, labels = torch.randn(8, 3, 128, 128), torch.randint(0, 3, (8, 128, 128))
-    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+    adams = {
+        "adam loop": torch.optim.Adam(model.parameters(), 1e-3, foreach=False),
+        "adam fused": optimizer,
+    }
 
     def train_step(bf16: bool) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -35,6 +40,7 @@ def main(repeats: int = 4, steps: int = 4) -> None:
 
     timings: dict[str, list[float]] = {"train fp32": [], "train bf16": [], "infer fp32": [], "infer bf16": []}
     timings.update({"infer onnxruntime": [], "infer3d fp32": [], "infer3d bf16": []})
+    timings.update({name: [] for name in adams})
     batch = torch.randn(16, 3, 192, 192)
     options = {"patch_size": [48, 96, 96], "spacing": [2.5, 2.5, 2.5]}
     network3d = build_model(ModelSpec(name="dynunet3d", in_slices=1, width=0.25, options=options)).eval()
@@ -63,12 +69,19 @@ def main(repeats: int = 4, steps: int = 4) -> None:
                 started = time.perf_counter()
                 network3d(windows)
                 timings[f"infer3d {name}"].append(time.perf_counter() - started)
+        for name, adam in adams.items():  # the gradients of the last training step, stepped again
+            adam.step()
+            started = time.perf_counter()
+            for _ in range(steps):
+                adam.step()
+            timings[name].append((time.perf_counter() - started) / steps)
     for name, values in timings.items():
         print(f"{name}: " + " ".join(f"{v:.3f}" for v in values) + " s")
     for kind in ("train", "infer", "infer3d"):
         ratio = min(timings[f"{kind} fp32"]) / min(timings[f"{kind} bf16"])
         print(f"{kind}_speedup_bf16={ratio:.2f}")
     print(f"infer_speedup_onnxruntime={min(timings['infer fp32']) / min(timings['infer onnxruntime']):.2f}")
+    print(f"adam_speedup_fused={min(timings['adam loop']) / min(timings['adam fused']):.2f}")
 
 
 def _exported(model: torch.nn.Module):

@@ -49,10 +49,11 @@ class TrainResult:
 
 
 def build_optimizer(parameters, spec: TrainSpec) -> torch.optim.Optimizer:
-    if spec.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=spec.lr, weight_decay=spec.weight_decay)
+    """Adam and AdamW run fused (one kernel over all the parameters on CPU or CUDA): the same update
+    as PyTorch's per-parameter loop, 3× faster on a CPU (docs/benchmarks.md, "CPU speed-ups")."""
+    if spec.optimizer in ("adam", "adamw"):
+        adam = torch.optim.Adam if spec.optimizer == "adam" else torch.optim.AdamW
+        return adam(parameters, lr=spec.lr, weight_decay=spec.weight_decay, fused=True)
     return torch.optim.SGD(
         parameters, lr=spec.lr, weight_decay=spec.weight_decay, momentum=0.99, nesterov=True
     )
