@@ -92,3 +92,11 @@ def test_sliding_windows_run_in_the_precision_asked(precision: str, dtype: torch
     labels = segmenter.segment(hu, (2.0, 2.0, 2.0))
     assert probe.dtypes == {dtype}
     assert labels.shape == hu.shape and (labels == 1).all()
+
+
+def test_3d_training_and_its_validation_use_mixed_precision_on_cuda_only() -> None:
+    from nephroseg.training.volumetric import training_precision
+
+    assert training_precision(torch.device("cuda")) == "fp16"
+    assert training_precision(torch.device("cpu")) == "fp32"
+    assert runtime.autocast(torch.device("cpu"), training_precision(torch.device("cpu")))._enabled is False

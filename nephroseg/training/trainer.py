@@ -33,7 +33,7 @@ from nephroseg.models.weights import load_local_weights
 from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_case, prepare_kidney_crops
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import PreprocessSpec, Recipe, TrainSpec
-from nephroseg.runtime import resolve_device
+from nephroseg.runtime import autocast, resolve_device
 from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
 from nephroseg.training.logs import RunLog
 
@@ -286,14 +286,14 @@ def _run_epoch(
 ) -> float:
     network, losses = session.model.network, []
     network.train()
-    bf16 = session.model.recipe.train.precision == "bf16"
+    precision = session.model.recipe.train.precision
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         session.optimizer.zero_grad(set_to_none=True)
         # A model with its own objective (Mask R-CNN's detection losses) supplies it; others are
         # scored by the recipe's segmentation loss on their logits.
         own_loss = getattr(network, "training_loss", None)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        with autocast(device, precision):
             outputs = own_loss(images, labels) if own_loss is not None else network(images)
         loss = outputs.float() if own_loss is not None else loss_fn(outputs, labels)
         check_finite(loss, session)

@@ -39,6 +39,7 @@ from nephroseg.preprocess.volumetric import (
 )
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import Recipe
+from nephroseg.runtime import autocast
 from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
 from nephroseg.training.distributed import (
     DistContext,
@@ -140,15 +141,19 @@ def prepare_cohort(
     return planned, fingerprint, prepared[0], prepared[1]
 
 
+def training_precision(device: torch.device) -> str:
+    """nnU-Net's mixed precision: float16 autocast with a gradient scaler on CUDA, float32 on a CPU;
+    validation runs in it too."""
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
 def validate_volumetric(
     model: SegmentationModel, cases: list[VolumeCase], device: torch.device, decide_postprocess: bool
 ) -> tuple[dict[str, float], str]:
     """Mean KiTS scores over the validation cases on the model grid, and the post-processing choice
     ('components' when it raises the composite Dice, else 'none'; fixed unless ``decide_postprocess``)."""
     model.network.eval()
-    # validated in the precision it trains in: float16 autocast on CUDA, float32 on a CPU
-    precision = "fp16" if device.type == "cuda" else "fp32"
-    segmenter = VolumetricSegmenter([model], device, postprocess=False, precision=precision)
+    segmenter = VolumetricSegmenter([model], device, postprocess=False, precision=training_precision(device))
     plain, processed = [], []
     for case in cases:
         labels = segmenter.model_grid_labels(np.asarray(case.hu, dtype=np.float32))
@@ -171,12 +176,12 @@ def _run_epoch(
     task,
 ) -> float:
     losses: list[float] = []
-    use_amp = device.type == "cuda"
+    precision = training_precision(device)
     forward.train()
     for images, labels in loader:
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         session.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, enabled=use_amp):
+        with autocast(device, precision):
             loss = loss_fn(forward(images), labels)
         check_finite(loss, session)
         scaler.scale(loss).backward()
@@ -281,7 +286,7 @@ def _train(
     decide_postprocess = vol.postprocess == "auto"
     # The plan may leave too few levels for auxiliary heads; the network knows whether it has them.
     loss_fn = build_volumetric_loss(bool(getattr(network, "deep_supervision", False)))
-    scaler = torch.amp.GradScaler("cuda", enabled=torch_device.type == "cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=training_precision(torch_device) == "fp16")
     dataset = PatchDataset(train_cases, recipe, seed, augment=vol.augment)
     loader = DataLoader(
         dataset,
