@@ -1,10 +1,13 @@
 """Where a training step of the demo's refine stage spends its time: batch assembly, forward, loss,
-backward, optimizer, per loss, as milliseconds per step in one run.
+backward, optimizer, per variant, as milliseconds per step in one run.
 
     python bench/train_step_parts.py [--data DIR] [--threads N] [--steps S] [--workers W]
+        [--variant LOSS[:CROP[:BATCH]] ...]
 
 ``--data``: a KiTS-layout folder with labels (default: 8 cases generated as ``make demo`` generates
-them, into a temporary folder). The losses alternate every step, so load from other jobs hits both.
+them, into a temporary folder). A variant is a loss with, optionally, a training patch size
+(``train.crop_size``) and a batch size; the default compares the two losses at the demo's size and
+batch. The variants alternate every step, so load from other jobs hits all of them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from nephroseg.synth import synthesize_cohort
 from nephroseg.training.trainer import _prepare_all, build_optimizer
 
 PARTS = ("batch", "forward", "loss", "backward", "optimizer")
-LOSSES = ("ce_lovasz", "dice_ce")
+DEFAULT_VARIANTS = ("ce_lovasz", "dice_ce")
 
 
 def main() -> None:
@@ -38,7 +41,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--variant", action="append", help="LOSS[:CROP[:BATCH]], repeatable")
     args = parser.parse_args()
+    variants = args.variant or list(DEFAULT_VARIANTS)
     torch.set_num_threads(args.threads)
     recipe = load_recipe(DEMO_RECIPE, profile=DEMO_PROFILE)
     with tempfile.TemporaryDirectory() as scratch:
@@ -51,24 +56,32 @@ def main() -> None:
             cases = find_cases(data, require_labels=True)
             crops = _prepare_all(cases, recipe.preprocess, Path(scratch) / "cache", bar, "prepare")
         spec = recipe.train
-        dataset = SliceDataset(crops, recipe.preprocess, recipe.augment, recipe.model.in_slices)
-        loader = DataLoader(
-            dataset,
-            batch_size=spec.batch_size,
-            sampler=SliceSampler(crops, spec, 0),
-            num_workers=args.workers,
-            persistent_workers=args.workers > 0,
-        )
+        loaders, loss_fns = {}, {}
+        for variant in variants:
+            loss, crop, batch = [*variant.split(":"), "", ""][:3]
+            crop_size, batch_size = int(crop or recipe.preprocess.size), int(batch or spec.batch_size)
+            dataset = SliceDataset(
+                crops, recipe.preprocess, recipe.augment, recipe.model.in_slices, size=crop_size
+            )
+            variant_spec = spec.model_copy(update={"loss": loss, "batch_size": batch_size})
+            loaders[variant] = iter(
+                DataLoader(
+                    dataset,
+                    batch_size=batch_size,
+                    sampler=SliceSampler(crops, variant_spec, 0),
+                    num_workers=args.workers,
+                    persistent_workers=args.workers > 0,
+                )
+            )
+            loss_fns[variant] = build_loss(variant_spec, 3)
         torch.manual_seed(0)
         network = build_model(recipe.model)
         optimizer = build_optimizer(network.parameters(), spec)
-        loss_fns = {name: build_loss(spec.model_copy(update={"loss": name}), 3) for name in LOSSES}
-        times = {name: {part: [] for part in PARTS} for name in LOSSES}
-        batches = iter(loader)
-        for step in range(args.steps + 2):
-            name = LOSSES[step % 2]
+        times = {name: {part: [] for part in PARTS} for name in variants}
+        for step in range(len(variants) * (args.steps + 1)):
+            name = variants[step % len(variants)]
             marks = [time.perf_counter()]
-            images, labels = next(batches)
+            images, labels = next(loaders[name])
             marks.append(time.perf_counter())
             optimizer.zero_grad(set_to_none=True)
             logits = network(images)
@@ -79,12 +92,12 @@ def main() -> None:
             marks.append(time.perf_counter())
             optimizer.step()
             marks.append(time.perf_counter())
-            if step >= 2:  # the first two steps warm up allocators and the loader
+            if step >= len(variants):  # the first step of each warms up allocators and the loader
                 for part, start, end in zip(PARTS, marks[:-1], marks[1:], strict=True):
                     times[name][part].append(end - start)
     size = recipe.preprocess.size
     print(f"threads={args.threads} workers={args.workers} batch={spec.batch_size} size={size}")
-    for name in LOSSES:
+    for name in variants:
         parts = {part: 1000 * float(np.mean(times[name][part])) for part in PARTS}
         cells = " ".join(f"{part}={ms:.1f}" for part, ms in parts.items())
         print(f"{name}: {cells} step={sum(parts.values()):.1f} ms")

@@ -98,6 +98,12 @@ class TrainSpec(_Strict):
     epochs: int = Field(50, ge=1)
     iterations_per_epoch: int = Field(250, ge=1, description="batches per epoch (seed 001: 350)")
     batch_size: int = Field(4, ge=1)
+    crop_size: int | None = Field(
+        None,
+        ge=16,
+        description="in-plane size of a training sample (pixels), at most preprocess.size: a smaller "
+        "patch of the same spacing makes a step cheaper; prediction still tiles at preprocess.size",
+    )
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
@@ -210,6 +216,14 @@ class Recipe(_Strict):
     train: TrainSpec = Field(default_factory=TrainSpec)
     volumetric: VolumetricSpec | None = None
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="named override sets")
+
+    @model_validator(mode="after")
+    def _crop_fits_tile(self) -> Recipe:
+        if self.train.crop_size and self.train.crop_size > self.preprocess.size:
+            raise ValueError(
+                f"train.crop_size {self.train.crop_size} exceeds preprocess.size {self.preprocess.size}"
+            )
+        return self
 
     def with_overrides(self, overrides: dict[str, Any], where: str = "override") -> Recipe:
         """Overrides merged key by key (``model.options`` too); a new model name starts its options

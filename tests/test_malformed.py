@@ -528,6 +528,9 @@ def test_train_refuses_a_tile_size_the_network_cannot_halve(trained_run, tmp_pat
     code, _, err = run_cli([*args, "--set", "preprocess.size=42"], capsys)
     assert_user_error(code, err, "error: preprocess.size: ", "42 is not a multiple of 8", "(e.g. 40)")
     assert not run.exists()
+    code, _, err = run_cli([*args, "--set", "train.crop_size=20"], capsys)  # a training patch alike
+    assert_user_error(code, err, "error: train.crop_size: ", "20 is not a multiple of 8", "(e.g. 16)")
+    assert not run.exists()
 
 
 def _checkpoint(kind: str, trained_run, folder: Path) -> Path:

@@ -89,15 +89,21 @@ class SliceSampler(Sampler[SampleKey]):
 
 
 class SliceDataset(Dataset):
-    """Map a ``SampleKey`` to ``(image (k, S, S) float32, label (S, S) int64)``."""
+    """Map a ``SampleKey`` to ``(image (k, S, S) float32, label (S, S) int64)``, S the sample size."""
 
     def __init__(
-        self, cases: list[PreparedCase], preprocess: PreprocessSpec, augment: AugmentSpec, in_slices: int
+        self,
+        cases: list[PreparedCase],
+        preprocess: PreprocessSpec,
+        augment: AugmentSpec,
+        in_slices: int,
+        size: int | None = None,
     ) -> None:
+        """``size``: the sample's side in pixels (a training patch), by default the prediction tile's."""
         self.cases = cases
         self.preprocess = preprocess
         self.in_slices = in_slices
-        self.size = preprocess.size
+        self.size = size or preprocess.size
         self.fill = padding_value(preprocess)
         self.augmentation = build_augmentation(augment, self.size, self.fill)
         self.intensity = build_intensity_augmentation(augment)
@@ -114,12 +120,8 @@ class SliceDataset(Dataset):
         stack = slice_stacks(case.hu, [key.slice], self.in_slices)[0]
         image = normalize_hu(self._window(stack, rows, cols, self.preprocess.hu_min - 1), self.preprocess)
         target = self._window(label, rows, cols, 0)
-        # The augmentation draws from torch's global CPU generator. Seed that one only: torch.manual_seed
-        # also reseeds every accelerator's generator (the model's, on a GPU) and, where none is
-        # initialised, records a stack trace for each: 0.21 ms a sample against 0.002 ms, same batches.
-        torch.random.default_generator.manual_seed(key.seed)
         image_t, label_t = apply_augmentation(
-            self.augmentation, torch.from_numpy(image), torch.from_numpy(target.astype(np.int64))
+            self.augmentation, torch.from_numpy(image), torch.from_numpy(target.astype(np.int64)), key.seed
         )
         image_t = apply_intensity(self.intensity, image_t.float(), key.seed)
         return image_t.contiguous(), label_t.long().contiguous()

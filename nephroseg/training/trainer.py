@@ -307,14 +307,15 @@ def _check_tile_size(network: torch.nn.Module, recipe: Recipe) -> None:
     """Training tiles go through every down-sampling whole: a size the network cannot halve that often
     would fail at the first skip connection with a shape error naming no setting."""
     divisor = getattr(network, "divisor", model_info(recipe.model.name).divisor)
-    size = recipe.preprocess.size
-    if size % divisor:
-        fits = max(divisor, round(size / divisor) * divisor)
-        raise NephrosegInputError(
-            "preprocess.size",
-            f"{size} is not a multiple of {divisor}, which {recipe.model.name}'s down-sampling needs "
-            f"(e.g. {fits})",
-        )
+    sizes = {"preprocess.size": recipe.preprocess.size, "train.crop_size": recipe.train.crop_size}
+    for setting, size in sizes.items():
+        if size and size % divisor:
+            fits = max(divisor, round(size / divisor) * divisor)
+            raise NephrosegInputError(
+                setting,
+                f"{size} is not a multiple of {divisor}, which {recipe.model.name}'s down-sampling "
+                f"needs (e.g. {fits})",
+            )
 
 
 def train(
@@ -403,7 +404,9 @@ def train(
     loss_fn = build_loss(spec, recipe.model.num_classes, deep_supervision).to(torch_device)
     sampler = SliceSampler(train_cases, spec, seed)
     loader = DataLoader(
-        SliceDataset(train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices),
+        SliceDataset(
+            train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices, size=spec.crop_size
+        ),
         batch_size=spec.batch_size,
         sampler=sampler,
         num_workers=spec.num_workers,
