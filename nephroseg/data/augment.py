@@ -2,9 +2,9 @@
 resized crop (seed 003's flips), composed into one affine map and resampled once; then, on request,
 nnU-Net's intensity augmentation on the image alone (MONAI array transforms, as the 3D patches use).
 
-One resampling instead of torchvision's chain of four transforms: 0.7 ms a sample against 4.5 ms for
-torchvision v2 and 6.5 ms for MONAI's ``Affine`` (3 × 128², docs/benchmarks.md), about a seventh of a
-demo training step, and the image is interpolated once instead of twice.
+One resampling instead of torchvision's chain of four transforms: 1.1 ms a sample against 4.1 ms for
+torchvision v2's chain and 7.4 ms for MONAI's ``Affine`` (3 × 128², ``bench/augment_speed.py``), about
+6 % of a demo refine step saved, and the image is interpolated once instead of twice.
 """
 
 from __future__ import annotations
