@@ -10,9 +10,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from nephroseg.data import SliceDataset, SliceSampler, holdout_split, kfold_splits, ratio_split
-from nephroseg.data.slices import TUMOR
-from nephroseg.preprocess import PreparedCase
-from nephroseg.recipe import AugmentSpec, PreprocessSpec, TrainSpec
+from nephroseg.data.slices import TUMOR, SampleKey
+from nephroseg.preprocess import PreparedCase, normalize_hu
+from nephroseg.recipe import AugmentSpec, PreprocessSpec, Recipe, TrainSpec
 
 IDS = [f"case_{i:05d}" for i in range(10)]
 
@@ -136,23 +136,18 @@ def test_intensity_augmentation_changes_the_image_only_at_nnunet_rates() -> None
 
 def test_a_training_patch_is_a_window_of_the_slice_at_the_same_spacing() -> None:
     """``size`` below the prediction tile: the sample is cut from the slice, never resized."""
-    from nephroseg.data.slices import SampleKey
-    from nephroseg.preprocess import normalize_hu
-
     case, preprocess = _case(0), PreprocessSpec(size=32)
     dataset = SliceDataset([case], preprocess, AugmentSpec(), in_slices=1, size=12)
+    windows = np.lib.stride_tricks.sliding_window_view(case.label[4], (12, 12))
+    hu = case.hu[4:5].astype(np.float32)
     for seed in range(20):
         image, label = dataset[SampleKey(0, 4, TUMOR, seed)]
         assert image.shape == (1, 12, 12) and label.shape == (12, 12)
         assert int((label == 2).sum()) == 9  # the whole 3 × 3 tumor is in view
-        windows = np.lib.stride_tricks.sliding_window_view(case.label[4], (12, 12))
         matches = np.argwhere((windows == label.numpy()).all(axis=(2, 3)))
-        hu = case.hu[4:5].astype(np.float32)
         assert any(  # some window whose labels match has exactly the sample's intensities
             np.allclose(image.numpy(), normalize_hu(hu[:, top : top + 12, left : left + 12], preprocess))
             for top, left in matches
         )
     with pytest.raises(ValueError, match=r"crop_size 48 exceeds preprocess\.size 32"):
-        from nephroseg.recipe import Recipe
-
         Recipe(name="x", preprocess=PreprocessSpec(size=32), train=TrainSpec(crop_size=48))
