@@ -23,6 +23,7 @@ from nephroseg.synth import (
 from nephroseg.synth.intensity import LABEL_OF_TISSUE, Tissue
 from nephroseg.synth.kidney import plan_kidney
 from nephroseg.synth.measure import kidney_shapes
+from nephroseg.synth.shapes import spline_zoom
 from nephroseg.synth.tumor import SUBTYPES, plan_tumor
 
 SHARED_KITS = Path(__file__).resolve().parents[2] / "shared" / "kits19"
@@ -46,6 +47,20 @@ def kidney_mask(shape=(20, 64, 64), spacing=(4.0, 5.0, 5.0)) -> np.ndarray:
 
 
 # ---- procedural cases ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("coarse_shape", "shape"),
+    [((5, 9, 12), (40, 120, 150)), ((3, 4, 4), (7, 30, 33)), ((2, 2, 2), (5, 1, 7)), ((4, 6, 3), (4, 6, 3))],
+)
+def test_spline_zoom_gives_scipy_zoom_values(coarse_shape, shape) -> None:
+    """The axis-by-axis spline is the 3D one: the generator's fields stay what they were."""
+    coarse = np.random.default_rng(7).standard_normal(coarse_shape).astype(np.float32)
+    factors = [n / m for n, m in zip(shape, coarse_shape, strict=True)]
+    expected = ndi.zoom(coarse, factors, order=3, mode="mirror")
+    zoomed = spline_zoom(coarse, shape)
+    assert zoomed.shape == expected.shape == shape and zoomed.dtype == np.float32
+    np.testing.assert_allclose(zoomed, expected, rtol=0, atol=1e-6)
 
 
 def test_same_seed_same_case_and_different_seed_differs() -> None:

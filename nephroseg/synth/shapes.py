@@ -140,15 +140,51 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], cell: tuple[f
     big = np.prod(shape) > 2e6
     step = tuple(max(1, int(c / 10)) if big and axis > 0 else 1 for axis, c in enumerate(cell))
     target = tuple(-(-n // k) for n, k in zip(shape, step, strict=True))
-    field = ndi.zoom(
-        coarse, [n / m for n, m in zip(target, coarse_shape, strict=True)], order=3, mode="mirror"
-    )
-    field = field[tuple(slice(0, n) for n in target)]
+    field = spline_zoom(coarse, target)
     for axis, k in enumerate(step):
         if k > 1:
             field = _upsample_linear(field, axis, k, shape[axis])
     sd = float(field.std())
     return (field - field.mean()) / (sd if sd > 1e-6 else 1.0)
+
+
+def spline_zoom(coarse: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``ndi.zoom(coarse, order=3, mode="mirror")`` onto ``shape``, one axis at a time.
+
+    A cubic B-spline is a product of 1D splines, so prefiltering and interpolating axis by axis gives
+    ``ndi.zoom``'s values (float64 inside, as it computes) with 4 taps per output voxel and axis
+    instead of 64 per voxel: about 10× faster on the generator's fields, where the 3D zoom took most
+    of the synthesis time.
+    """
+    field = coarse.astype(np.float64)
+    for axis, size in enumerate(shape):
+        field = ndi.spline_filter1d(field, 3, axis=axis, mode="mirror")
+        field = _cubic_bspline_axis(field, axis, size)
+    return field.astype(coarse.dtype)
+
+
+def _cubic_bspline_axis(coefficients: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """Evaluate spline coefficients along ``axis`` at ``ndi.zoom``'s ``size`` sample points (corners
+    aligned), indices beyond the edges mirrored as ``mode="mirror"`` does."""
+    n = coefficients.shape[axis]
+    position = np.arange(size) * ((n - 1) / (size - 1) if size > 1 else 0.0)
+    base = np.floor(position).astype(int)
+    t = position - base
+    weights = (
+        (1 - t) ** 3 / 6,
+        (3 * t**3 - 6 * t**2 + 4) / 6,
+        (-3 * t**3 + 3 * t**2 + 3 * t + 1) / 6,
+        t**3 / 6,
+    )
+    shape = [1] * coefficients.ndim
+    shape[axis] = size
+    period = max(2 * (n - 1), 1)
+    out = np.zeros((*coefficients.shape[:axis], size, *coefficients.shape[axis + 1 :]))
+    for offset, weight in enumerate(weights):
+        index = np.abs(base + offset - 1) % period
+        index = np.where(index >= n, period - index, index)
+        out += np.take(coefficients, index, axis=axis) * weight.reshape(shape)
+    return out
 
 
 def _upsample_linear(field: np.ndarray, axis: int, factor: int, size: int) -> np.ndarray:
