@@ -121,13 +121,13 @@ class TrainSpec(_Strict):
         description="seed 003's tf.data order: every training slice in file order, endlessly, through a "
         "shuffle buffer of this many slices (the tumor and kidney fractions must then be 0)",
     )
-    val_every: int = Field(1, ge=1)
+    val_every: int = Field(1, ge=1, description="validate every this many epochs, and after the last")
     val_smoothing: float = Field(
         0.9,
         ge=0,
         lt=1,
         description="the best checkpoint is the one where the moving average of the validation "
-        "score peaks (weight of the previous average; nnU-Net's 0.9); 0 takes the raw peak",
+        "score peaks (weight of the previous average per epoch; nnU-Net's 0.9); 0 takes the raw peak",
     )
     select_on: Literal["composite", "kidney_tumor"] = Field(
         "composite",

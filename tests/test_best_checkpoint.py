@@ -49,6 +49,19 @@ def test_a_falling_average_keeps_the_earlier_checkpoint() -> None:
     assert session.best_smoothed == pytest.approx(0.85)
 
 
+def test_smoothing_is_per_epoch_when_validation_skips_epochs() -> None:
+    """Validated at epochs 1, 3 and 4 (``val_every=2`` over 5 epochs): the previous average weighs
+    0.5² two epochs on and 0.5 one epoch on, as if every epoch had been validated at that score."""
+    session = _Session(None, None, None, seed=0)  # type: ignore[arg-type]
+    spec = TrainSpec(val_smoothing=0.5, val_every=2, select_on="kidney_tumor")
+    for epoch, score in ((1, 0.40), (3, 0.80), (4, 0.20)):
+        _record(session, epoch, score, spec)
+        if epoch == 3:
+            assert session.smoothed_score == pytest.approx(0.25 * 0.40 + 0.75 * 0.80)
+    assert session.smoothed_score == pytest.approx(0.5 * 0.70 + 0.5 * 0.20)
+    assert (session.best_epoch, session.smoothed_epoch) == (3, 4)
+
+
 def test_recipes_default_to_nnunets_smoothing_and_refuse_one() -> None:
     train = load_recipe("resunet25d", profile="tiny").train
     assert (train.val_smoothing, train.select_on) == (0.9, "composite")

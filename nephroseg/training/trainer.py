@@ -180,6 +180,7 @@ class _Session:
     best_score: float = -1.0  # the raw validation composite Dice of the best checkpoint
     best_epoch: int = -1
     smoothed_score: float | None = None  # moving average of the validation score that selects
+    smoothed_epoch: int = -1  # the epoch of the last validation folded into it
     best_smoothed: float = -1.0
     train_seconds: float = 0.0  # optimization time over all sessions of the run (resumes included)
     averaged: AveragedModel | None = None  # the weight average (train.ema_decay), when kept
@@ -189,10 +190,18 @@ class _Session:
         when the average peaks here, making this epoch's weights the best checkpoint. With one or
         two validation cases the raw score swings by ±0.15 between epochs, and its maximum picked a
         half-trained early epoch that scored 0.58 on held-out cases where the last scored 0.66
-        (docs/benchmarks.md); nnU-Net chooses its checkpoint_best on such an average too."""
-        score, smoothing = row[f"val_{spec.select_on}_dice"], spec.val_smoothing
+        (docs/benchmarks.md); nnU-Net chooses its checkpoint_best on such an average too.
+
+        The smoothing is per epoch: validating every k epochs weighs the previous average by
+        ``val_smoothing ** k``, so the average spans the same epochs however often it is fed."""
+        score = row[f"val_{spec.select_on}_dice"]
         previous = self.smoothed_score
-        self.smoothed_score = score if previous is None else smoothing * previous + (1 - smoothing) * score
+        if previous is None:
+            self.smoothed_score = score
+        else:
+            smoothing = spec.val_smoothing ** max(1, self.epoch - self.smoothed_epoch)
+            self.smoothed_score = smoothing * previous + (1 - smoothing) * score
+        self.smoothed_epoch = self.epoch
         if self.smoothed_score <= self.best_smoothed:
             return False
         self.best_smoothed, self.best_epoch = self.smoothed_score, self.epoch
@@ -224,6 +233,7 @@ class _Session:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "smoothed_score": self.smoothed_score,
+            "smoothed_epoch": self.smoothed_epoch,
             "best_smoothed": self.best_smoothed,
             "train_seconds": self.train_seconds,
             "metrics": metrics,
@@ -242,6 +252,8 @@ class _Session:
         self.best_score, self.best_epoch = float(state["best_score"]), int(state["best_epoch"])
         # Checkpoints from before the moving average: it restarts from the best raw score.
         self.smoothed_score = state.get("smoothed_score", self.best_score if self.best_epoch >= 0 else None)
+        # Checkpoints from before per-epoch smoothing were validated every epoch: the one before.
+        self.smoothed_epoch = int(state.get("smoothed_epoch", self.epoch - 1))
         self.best_smoothed = float(state.get("best_smoothed", self.best_score))
         self.train_seconds = float(state.get("train_seconds", 0.0))
         if "torch_rng_state" in state:
