@@ -115,6 +115,12 @@ class TrainSpec(_Strict):
         0.4, ge=0, le=1, description="share of sampled slices that show tumor"
     )
     kidney_slice_fraction: float = Field(0.4, ge=0, le=1, description="share that show kidney (tumor or not)")
+    tumor_sampling: Literal["slice", "component"] = Field(
+        "slice",
+        description="how a tumor sample is drawn: a tumor slice of a random case (a large tumor, on "
+        "more slices, is drawn more often), or a random tumor of a random case, then one of its "
+        "slices (a small satellite as often as the main tumor)",
+    )
     shuffle_buffer: int | None = Field(
         None,
         ge=1,

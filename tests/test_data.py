@@ -67,6 +67,29 @@ def test_sampler_draws_the_asked_share_of_tumor_slices_and_is_reproducible() -> 
     assert keys != list(sampler)
 
 
+def test_component_sampling_draws_a_small_tumor_as_often_as_a_large_one() -> None:
+    """A main tumor on slices 1–8 and a satellite on slice 9 alone: by slice, the satellite's slice
+    is 1 of 9 tumor slices; by component, it is one of two tumors."""
+    case = _case(0, tumor=False)
+    case.label[1:9, 20:30, 20:30] = 2
+    case.label[9, 5:7, 5:7] = 2
+    assert [list(z) for z in case.tumor_components] == [list(range(1, 9)), [9]]
+    shares = {}
+    for mode in ("slice", "component"):
+        spec = TrainSpec(
+            iterations_per_epoch=1000,
+            batch_size=4,
+            tumor_slice_fraction=1.0,
+            kidney_slice_fraction=0.0,
+            tumor_sampling=mode,
+        )
+        slices = [k.slice for k in SliceSampler([case], spec, seed=3)]
+        assert set(slices) == set(range(1, 10))
+        shares[mode] = slices.count(9) / len(slices)
+    assert abs(shares["slice"] - 1 / 9) < 0.02
+    assert abs(shares["component"] - 1 / 2) < 0.03
+
+
 def test_shuffle_buffer_streams_slices_in_file_order_shuffled_locally_and_resumably() -> None:
     cases = [_case(0), _case(1)]  # 2 × 10 slices: stream index = 10 · case + slice
     no_fraction = {"tumor_slice_fraction": 0.0, "kidney_slice_fraction": 0.0}

@@ -66,7 +66,7 @@ class SliceSampler(Sampler[SampleKey]):
             draw = rng.random()
             if draw < tumor_share and self.with_tumor:
                 case = int(rng.choice(self.with_tumor))
-                z, focus = int(rng.choice(self.cases[case].tumor_slices)), TUMOR
+                z, focus = self._tumor_slice(self.cases[case], rng), TUMOR
             elif draw < kidney_share and self.with_kidney:
                 case = int(rng.choice(self.with_kidney))
                 z, focus = int(rng.choice(self.cases[case].kidney_slices)), KIDNEY
@@ -74,6 +74,12 @@ class SliceSampler(Sampler[SampleKey]):
                 case = int(rng.integers(len(self.cases)))
                 z, focus = int(rng.integers(len(self.cases[case].hu))), ANY
             yield SampleKey(case, z, focus, int(rng.integers(2**31)))
+
+    def _tumor_slice(self, case: PreparedCase, rng: np.random.Generator) -> int:
+        if self.spec.tumor_sampling == "component":
+            tumors = case.tumor_components
+            return int(rng.choice(tumors[int(rng.integers(len(tumors)))]))
+        return int(rng.choice(case.tumor_slices))
 
     def _buffered_stream(self) -> Iterator[SampleKey]:
         """Seed 003's tf.data pipeline, ``shuffle(buffer)`` over the slices in file order (case by case,

@@ -12,6 +12,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import KitsCase, Volume, atomic_path, load_case
@@ -38,6 +39,18 @@ class PreparedCase:
     @cached_property
     def kidney_slices(self) -> np.ndarray:
         return self._slices_where(1)
+
+    @cached_property
+    def tumor_components(self) -> list[np.ndarray]:
+        """The slices of each tumor (3D connected component of label 2), one array per tumor."""
+        if self.label is None:
+            return []
+        components, _ = ndimage.label(np.asarray(self.label) == 2)
+        slices = []
+        for number, found in enumerate(ndimage.find_objects(components), start=1):
+            present = (components[found] == number).any(axis=(1, 2))
+            slices.append(np.flatnonzero(present) + found[0].start)
+        return slices
 
     def _slices_where(self, minimum: int) -> np.ndarray:
         if self.label is None:
