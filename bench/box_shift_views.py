@@ -31,11 +31,9 @@ def shifted(box: tuple[slice, ...], offset_mm: tuple[float, float], spacing, sha
     """``box`` moved in-plane by ``offset_mm``, kept inside the volume at its own width."""
     out = [box[0]]
     for axis, offset in zip((1, 2), offset_mm, strict=True):
-        step = round(offset / spacing[axis])
-        low, high = box[axis].start + step, box[axis].stop + step
-        low, high = (0, high - low) if low < 0 else (low, high)
-        low, high = (max(0, low - (high - shape[axis])), shape[axis]) if high > shape[axis] else (low, high)
-        out.append(slice(low, high))
+        width = box[axis].stop - box[axis].start
+        low = min(max(0, box[axis].start + round(offset / spacing[axis])), shape[axis] - width)
+        out.append(slice(low, low + width))
     return tuple(out)
 
 
@@ -44,14 +42,13 @@ def segment(cascade, hu: np.ndarray, spacing, offsets) -> np.ndarray:
 
     total = np.zeros((cascade.fine.num_classes, *hu.shape), np.float32)
     covered = np.zeros(hu.shape, bool)
+    weight = 1.0 / len(offsets)  # the mean over the views
     for box in cascade.boxes(hu, spacing):
         for offset in offsets:
             view = shifted(box, offset, spacing, hu.shape)
             for start, probs in cascade.fine.probabilities(np.asarray(hu[view]), spacing):
                 z = view[0].start + start
-                total[:, z : z + len(probs), view[1], view[2]] += probs.permute(1, 0, 2, 3).numpy() / len(
-                    offsets
-                )
+                total[:, z : z + len(probs), view[1], view[2]] += weight * probs.permute(1, 0, 2, 3).numpy()
             covered[view] = True
     labels = np.where(covered, total.argmax(0), 0).astype(np.uint8)
     return postprocess_labels(labels) if cascade.postprocess else labels
