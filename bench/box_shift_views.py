@@ -7,7 +7,12 @@ A prediction-time experiment (docs/benchmarks.md, fifteenth demo round): boxes a
 changed the refine model's tumor by up to 0.2 Dice in a case, so each kidney box is also segmented
 shifted in-plane by the view's offsets (mm) and the probabilities are averaged before the argmax.
 Overlapping boxes are averaged too (the package takes the higher label there); the ``centre`` view
-gives the package's labels on the demo's cases. One JSON line per view set is printed.
+gives the package's labels on the demo's cases without ``train.tumor_across_slices``.
+``--z-weight W`` (repeatable) also averages each slice's probabilities with its two neighbours' at
+weight W each before the argmax; with ``--tumor-only`` the foreground stays each slice's own and only
+tumor against kidney is decided on the average, which at W = 1/3 is the package's
+``tumor_across_slices`` (docs/benchmarks.md, sixteenth demo round). One JSON line per view set and
+weight is printed.
 """
 
 from __future__ import annotations
@@ -37,9 +42,8 @@ def shifted(box: tuple[slice, ...], offset_mm: tuple[float, float], spacing, sha
     return tuple(out)
 
 
-def segment(cascade, hu: np.ndarray, spacing, offsets) -> np.ndarray:
-    from nephroseg.inference.postprocess import postprocess_labels
-
+def view_probabilities(cascade, hu: np.ndarray, spacing, offsets) -> tuple[np.ndarray, np.ndarray]:
+    """The refine stage's probabilities (C, Z, H, W) averaged over the views, and where a box covers."""
     total = np.zeros((cascade.fine.num_classes, *hu.shape), np.float32)
     covered = np.zeros(hu.shape, bool)
     weight = 1.0 / len(offsets)  # the mean over the views
@@ -50,7 +54,28 @@ def segment(cascade, hu: np.ndarray, spacing, offsets) -> np.ndarray:
                 z = view[0].start + start
                 total[:, z : z + len(probs), view[1], view[2]] += weight * probs.permute(1, 0, 2, 3).numpy()
             covered[view] = True
-    labels = np.where(covered, total.argmax(0), 0).astype(np.uint8)
+    return total, covered
+
+
+def labels_from(
+    cascade, total: np.ndarray, covered: np.ndarray, z_weight: float = 0.0, tumor_only: bool = False
+) -> np.ndarray:
+    """The cascade's labels; ``z_weight`` > 0 first averages each slice's probabilities with its two
+    neighbours' at that weight each (slices outside a box hold zeros, which move no argmax).
+    ``tumor_only``: foreground from the slice's own probabilities, tumor against kidney from the
+    averaged ones."""
+    from scipy.ndimage import convolve1d
+
+    from nephroseg.inference.postprocess import postprocess_labels
+
+    labels = total.argmax(0)
+    if z_weight:
+        smoothed = convolve1d(total, [z_weight, 1.0 - 2.0 * z_weight, z_weight], axis=1, mode="constant")
+        if tumor_only:
+            labels = np.where(labels > 0, np.where(smoothed[2] > smoothed[1], 2, 1), 0)
+        else:
+            labels = smoothed.argmax(0)
+    labels = np.where(covered, labels, 0).astype(np.uint8)
     return postprocess_labels(labels) if cascade.postprocess else labels
 
 
@@ -60,6 +85,10 @@ def main() -> None:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--coarse-model", type=Path, required=True)
     parser.add_argument("--views", action="append", choices=sorted(VIEWS), required=True)
+    parser.add_argument(
+        "--z-weight", type=float, action="append", help="neighbour-slice weights to try (default 0)"
+    )
+    parser.add_argument("--tumor-only", action="store_true", help="average only tumor against kidney")
     args = parser.parse_args()
 
     from nephroseg.inference.predict import load_models
@@ -72,21 +101,28 @@ def main() -> None:
         load_models([args.model], device), device, coarse_models=load_models([args.coarse_model], device)
     )
     cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]
+    z_weights = args.z_weight or [0.0]
     for name in args.views:
         started = time.perf_counter()
-        scores = [
-            kits_scores(segment(cascade, image.array, image.spacing, VIEWS[name]), label.array)
-            for image, label in cases
-        ]
-        row = {
-            "model": str(args.model),
-            "views": name,
-            "composite": round(float(np.mean([s.composite_dice for s in scores])), 4),
-            "kidney_tumor": round(float(np.mean([s.kidney_tumor_dice for s in scores])), 4),
-            "tumor": round(float(np.mean([s.tumor_dice for s in scores])), 4),
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-        print(json.dumps(row), flush=True)
+        scores: dict[float, list] = {w: [] for w in z_weights}
+        for image, label in cases:
+            total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])
+            for w in z_weights:
+                labels = labels_from(cascade, total, covered, w, args.tumor_only)
+                scores[w].append(kits_scores(labels, label.array))
+        seconds = round(time.perf_counter() - started, 1)
+        for w, rows in scores.items():
+            row = {
+                "model": str(args.model),
+                "views": name,
+                "z_weight": w,
+                "tumor_only": args.tumor_only,
+                "composite": round(float(np.mean([s.composite_dice for s in rows])), 4),
+                "kidney_tumor": round(float(np.mean([s.kidney_tumor_dice for s in rows])), 4),
+                "tumor": round(float(np.mean([s.tumor_dice for s in rows])), 4),
+                "seconds": seconds,
+            }
+            print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,11 @@ class TrainSpec(_Strict):
         description="2D/2.5D inference on a fixed grid also sees each slice zoomed by these factors "
         "(spacing divided by each) and averages the probabilities; --no-tta uses 1 alone",
     )
+    tumor_across_slices: bool = Field(
+        False,
+        description="2D/2.5D inference tells tumor from kidney on the probabilities summed with the two "
+        "adjacent slices' (foreground stays each slice's own call)",
+    )
     ema_decay: float | None = Field(
         None,
         gt=0,

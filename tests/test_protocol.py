@@ -15,7 +15,7 @@ from torch import nn
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference import SegmentationModel, Segmenter
 from nephroseg.inference.predict import load_models
-from nephroseg.inference.segmenter import tta_flips
+from nephroseg.inference.segmenter import tta_flips, tumor_across_slices
 from nephroseg.inference.sliding import make_segmenter
 from nephroseg.recipe import AugmentSpec, load_recipe
 from nephroseg.training.crossval import cross_validate
@@ -274,3 +274,72 @@ def test_make_segmenter_zooms_replace_the_recipes_unless_tta_is_off() -> None:
     volumetric = SegmentationModel(WidthLogits(), load_recipe("nnunet3d", profile="tiny"))
     with pytest.raises(ValueError, match="are for 2D"):
         make_segmenter([volumetric], cpu, scales=(1.0, 1.2))
+
+
+def _stream(probs: np.ndarray, sizes: list[int]):
+    """``probs`` (Z, 3, H, W) as the segmenter yields them, in batches of ``sizes`` slices."""
+    start = 0
+    for size in sizes:
+        yield start, torch.from_numpy(probs[start : start + size])
+        start += size
+
+
+def _labels(batches) -> np.ndarray:
+    return np.concatenate([labels for _, labels in batches])
+
+
+def test_tumor_across_slices_by_hand() -> None:
+    """Pixel A: one slice calls tumor between kidney calls; summed with its neighbours it is kidney.
+    Pixel B: a tumor whose second slice leans to kidney; summed, it is tumor on all three, and the
+    slice the model calls background stays background."""
+    a = [(0.1, 0.6, 0.3), (0.1, 0.4, 0.5), (0.1, 0.6, 0.3), (0.1, 0.6, 0.3)]  # tumor − kidney −.3 +.1 −.3 −.3
+    b = [(0.2, 0.3, 0.5), (0.1, 0.5, 0.4), (0.1, 0.3, 0.6), (0.7, 0.1, 0.2)]  # +.2 −.1 +.3 +.1
+    probs = np.array([a, b], np.float32).transpose(1, 2, 0)[..., None]  # (Z=4, 3, H=2, W=1)
+    own = probs.argmax(1)[:, :, 0].T
+    np.testing.assert_array_equal(own, [[1, 2, 1, 1], [2, 1, 2, 0]])
+    for sizes in ([4], [1, 1, 1, 1], [3, 1], [1, 3], [2, 2]):  # the batches do not matter
+        labels = _labels(tumor_across_slices(_stream(probs, sizes)))
+        np.testing.assert_array_equal(labels[:, :, 0].T, [[1, 1, 1, 1], [2, 2, 2, 0]])
+
+
+def test_tumor_across_slices_is_a_three_slice_sum_of_the_margin() -> None:
+    from scipy.ndimage import convolve1d
+
+    probs = np.random.default_rng(0).dirichlet([1, 1, 1], size=(9, 5, 6)).transpose(0, 3, 1, 2)
+    probs = probs.astype(np.float32)
+    summed = convolve1d(probs[:, 2] - probs[:, 1], [1.0, 1.0, 1.0], axis=0, mode="constant")
+    expected = np.where(probs.argmax(1) > 0, np.where(summed > 0, 2, 1), 0)
+    labels = _labels(tumor_across_slices(_stream(probs, [4, 4, 1])))
+    np.testing.assert_array_equal(labels, expected)
+    assert (labels != probs.argmax(1)).any()
+
+
+class CentreDecidesTumor(nn.Module):
+    """Kidney everywhere, tumor instead where the centre slice is above 0 HU (the window maps it to 0)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centre = x[:, x.shape[1] // 2 : x.shape[1] // 2 + 1]
+        kidney = torch.full_like(centre, 2.0)
+        return torch.cat([torch.zeros_like(centre), kidney, kidney + 8 * centre], dim=1)
+
+
+def test_segmenter_tells_tumor_across_slices_when_the_recipe_says() -> None:
+    hu = np.full((5, 8, 8), -50.0, np.float32)
+    hu[2] = 20.0  # one slice looks like tumor, its neighbours like kidney
+    hu[:, :, 4:] = 60.0  # a tumor through every slice on the right
+    on = load_recipe("resunet25d", profile="tiny", overrides=["train.tumor_across_slices=true"])
+    off = load_recipe("resunet25d", profile="tiny")
+    cpu = torch.device("cpu")
+    with_slices = make_segmenter([SegmentationModel(CentreDecidesTumor(), on)], cpu)
+    alone = make_segmenter([SegmentationModel(CentreDecidesTumor(), off)], cpu)
+    assert with_slices.tumor_across_slices and not alone.tumor_across_slices
+    labels, plain = with_slices.segment(hu, (3.0, 1.0, 1.0)), alone.segment(hu, (3.0, 1.0, 1.0))
+    assert (plain[2, :, :4] == 2).all() and (labels[2, :, :4] == 1).all()
+    assert (plain[:, :, 4:] == 2).all() and (labels[:, :, 4:] == 2).all()
+    np.testing.assert_array_equal(np.delete(labels, 2, axis=0), np.delete(plain, 2, axis=0))
+
+
+def test_tumor_across_slices_needs_the_kits_classes() -> None:
+    recipe = load_recipe("resunet25d", profile="tiny", overrides=["model.num_classes=2"])
+    with pytest.raises(ValueError, match="3 KiTS classes"):
+        Segmenter([SegmentationModel(ConstantLogits([0.0, 1.0]), recipe)], tumor_across_slices=True)

@@ -75,6 +75,38 @@ def class_labels(scores: torch.Tensor, dim: int) -> np.ndarray:
     return scores.movedim(dim, -1).contiguous().argmax(dim=-1).to(torch.uint8).numpy()
 
 
+def tumor_across_slices(
+    batches: Iterator[tuple[int, torch.Tensor]],
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first slice, labels)`` from ``(first slice, probabilities (B, 3, H, W))`` batches in slice
+    order: a voxel is foreground as its own slice says, and tumor rather than kidney where the tumor
+    probability exceeds the kidney's summed over the slice and its two neighbours (none beyond the
+    ends). A 2.5D model calls each slice alone; the neighbours steady its tumor call, which flickers
+    on tumors nearly iso-dense to the kidney (docs/benchmarks.md, sixteenth demo round). One batch
+    waits for the next one's first slice, so memory still follows a batch."""
+    pending: tuple[int, np.ndarray, np.ndarray] | None = None  # a batch awaiting its next neighbour
+    before: np.ndarray | None = None  # the margin of the slice before the pending batch
+
+    def finish(after: np.ndarray | None) -> tuple[int, np.ndarray]:
+        start, labels, margin = pending  # type: ignore[misc]
+        zero = np.zeros_like(margin[:1])
+        padded = np.concatenate(
+            [zero if before is None else before[None], margin, zero if after is None else after[None]]
+        )
+        summed = padded[:-2] + padded[1:-1] + padded[2:]
+        return start, np.where(labels > 0, np.where(summed > 0, 2, 1), 0).astype(np.uint8)
+
+    for start, probs in batches:
+        labels = class_labels(probs, dim=1)
+        margin = (probs[:, 2] - probs[:, 1]).numpy()  # tumor minus kidney
+        if pending is not None:
+            yield finish(margin[0])
+            before = pending[2][-1]
+        pending = (start, labels, margin)
+    if pending is not None:
+        yield finish(None)
+
+
 class Segmenter:
     def __init__(
         self,
@@ -85,13 +117,16 @@ class Segmenter:
         precision: str = "fp32",
         postprocess: bool | None = None,
         scales: tuple[float, ...] = (1.0,),
+        tumor_across_slices: bool = False,
     ) -> None:
         """``precision``: a resolved ``runtime.resolve_precision`` choice; 'bf16' runs the networks under
         bfloat16 autocast (weights stay float32), 2.4× faster for resunet25d on CPUs with native
         bfloat16, 20× slower without it (docs/benchmarks.md). ``postprocess``: keep the largest kidney
         per side and no tumor away from it; by default when every member's training chose it on
         validation. ``scales``: each model also sees the slices zoomed by these factors (its grid's
-        spacing divided by each), and the probabilities are averaged over them."""
+        spacing divided by each), and the probabilities are averaged over them.
+        ``tumor_across_slices``: tell tumor from kidney on the probabilities summed with the adjacent
+        slices' (the function of that name)."""
         if not models:
             raise ValueError("a segmenter needs at least one model")
         classes = {m.recipe.model.num_classes for m in models}
@@ -106,6 +141,9 @@ class Segmenter:
         if scales != (1.0,) and any(m.recipe.preprocess.spacing_mm is None for m in models):
             raise ValueError("zoomed views need models trained on a fixed grid (preprocess.spacing_mm)")
         self.scales = scales
+        if tumor_across_slices and self.num_classes != 3:
+            raise ValueError("telling tumor from kidney across slices needs the 3 KiTS classes")
+        self.tumor_across_slices = tumor_across_slices
         chosen = all(m.recipe.train.postprocess == "components" for m in models)
         self.postprocess = chosen if postprocess is None else postprocess
 
@@ -135,8 +173,13 @@ class Segmenter:
     def segment(self, hu: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
         """(Z, H, W) HU → (Z, H, W) uint8 labels on the same grid."""
         labels = np.empty(hu.shape, dtype=np.uint8)
-        for start, probs in self.probabilities(hu, spacing):
-            labels[start : start + len(probs)] = class_labels(probs, dim=1)
+        batches = self.probabilities(hu, spacing)
+        if self.tumor_across_slices:
+            for start, batch_labels in tumor_across_slices(batches):
+                labels[start : start + len(batch_labels)] = batch_labels
+        else:
+            for start, probs in batches:
+                labels[start : start + len(probs)] = class_labels(probs, dim=1)
         return postprocess_labels(labels) if self.postprocess else labels
 
 

@@ -276,7 +276,13 @@ def make_segmenter(
         zooms = scales or tuple(sorted({z for m in models for z in m.recipe.train.tta_scales}))
         zooms = zooms if tta is not False else (1.0,)
         segmenter = Segmenter(
-            models, device, batch_size=batch_size, tta=flips, precision=precision, scales=zooms
+            models,
+            device,
+            batch_size=batch_size,
+            tta=flips,
+            precision=precision,
+            scales=zooms,
+            tumor_across_slices=any(m.recipe.train.tumor_across_slices for m in models),
         )
         refine = {m.recipe.preprocess.kidney_crop_mm is not None for m in models}
         if len(refine) != 1:
