@@ -175,11 +175,11 @@ class Segmenter:
         labels = np.empty(hu.shape, dtype=np.uint8)
         batches = self.probabilities(hu, spacing)
         if self.tumor_across_slices:
-            for start, batch_labels in tumor_across_slices(batches):
-                labels[start : start + len(batch_labels)] = batch_labels
+            labelled = tumor_across_slices(batches)
         else:
-            for start, probs in batches:
-                labels[start : start + len(probs)] = class_labels(probs, dim=1)
+            labelled = ((start, class_labels(probs, dim=1)) for start, probs in batches)
+        for start, batch_labels in labelled:
+            labels[start : start + len(batch_labels)] = batch_labels
         return postprocess_labels(labels) if self.postprocess else labels
 
 
