@@ -627,6 +627,9 @@ def test_peak_estimate_follows_shape_orientation_and_batch() -> None:
     small = peak_bytes(shape, spacing, member, batch_size=1)
     assert peak_bytes(shape, spacing, member, batch_size=8) > small
     assert peak_bytes(shape, spacing, member * 2, batch_size=1) > small  # an ensemble holds two views
+    # Tumor against kidney across slices holds two batches' labels and margins: 18 bytes a pixel.
+    across = peak_bytes(shape, spacing, member, batch_size=8, across_slices=True)
+    assert across - peak_bytes(shape, spacing, member, batch_size=8) == 18 * 8 * 40 * 48
     assert small >= 12 * 40 * 48 * 12  # at least the reading phase
     # Resampling to 0.35 mm doubles rows and columns: the model view grows fourfold.
     assert peak_bytes(shape, spacing, [(0.35, 16, 3, 3, 40.0)], batch_size=1) > 2 * small

@@ -107,6 +107,7 @@ def peak_bytes(
     spacing: tuple[float, float, float],
     models: list[tuple[float | None, int, int, int, float]],
     batch_size: int,
+    across_slices: bool = False,
 ) -> int:
     """Estimated peak memory of segmenting one volume, following ``Segmenter`` step by step.
 
@@ -120,6 +121,8 @@ def peak_bytes(
                   + max (B + k − 1)·(H·W + 2·h·w + h'·w')·4 (one slab read, resampled, normalized
                   and padded) + max B·(k + 2C + A)·h'·w'·4 (input, logits, softmax, layer outputs)
                   + 3·B·C·H·W·4 (running sum, one member's probabilities, their quotient)
+                  + 18·B·H·W with ``across_slices`` (``tumor_across_slices``: two batches' labels and
+                  tumor margins, the margins padded and summed)
 
     The peak is the larger of the two: the volume is prepared a slab at a time, so no term but the
     first two grows with Z.
@@ -137,6 +140,7 @@ def peak_bytes(
         classes = max(classes, num_classes)
     reading = voxels * 12
     segmenting = voxels * 5 + inputs + slab + per_batch + 3 * batch * classes * h * w * 4
+    segmenting += 18 * batch * h * w if across_slices else 0
     return int(max(reading, segmenting))
 
 

@@ -126,7 +126,8 @@ def _slice_estimator(segmenter: Segmenter):
         activations = _activations(m.network, lambda m=m, k=k: activations_per_pixel(m.network, k, m.divisor))
         for zoom in segmenter.scales:
             members.append((view_spacing(m, zoom), m.divisor, k, num_classes, activations))
-    return lambda shape, spacing: peak_bytes(shape, spacing, members, segmenter.batch_size)
+    across = segmenter.tumor_across_slices
+    return lambda shape, spacing: peak_bytes(shape, spacing, members, segmenter.batch_size, across)
 
 
 def _volumetric_estimator(segmenter: VolumetricSegmenter):

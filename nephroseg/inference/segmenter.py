@@ -94,7 +94,7 @@ def tumor_across_slices(
             [zero if before is None else before[None], margin, zero if after is None else after[None]]
         )
         summed = padded[:-2] + padded[1:-1] + padded[2:]
-        return start, np.where(labels > 0, np.where(summed > 0, 2, 1), 0).astype(np.uint8)
+        return start, np.where(labels > 0, np.uint8(1) + (summed > 0), np.uint8(0))
 
     for start, probs in batches:
         labels = class_labels(probs, dim=1)
