@@ -86,25 +86,30 @@ def tumor_across_slices(
     waits for the next one's first slice, so memory still follows a batch."""
     pending: tuple[int, np.ndarray, np.ndarray] | None = None  # a batch awaiting its next neighbour
     before: np.ndarray | None = None  # the margin of the slice before the pending batch
-
-    def finish(after: np.ndarray | None) -> tuple[int, np.ndarray]:
-        start, labels, margin = pending  # type: ignore[misc]
-        zero = np.zeros_like(margin[:1])
-        padded = np.concatenate(
-            [zero if before is None else before[None], margin, zero if after is None else after[None]]
-        )
-        summed = padded[:-2] + padded[1:-1] + padded[2:]
-        return start, np.where(labels > 0, np.uint8(1) + (summed > 0), np.uint8(0))
-
     for start, probs in batches:
         labels = class_labels(probs, dim=1)
         margin = (probs[:, 2] - probs[:, 1]).numpy()  # tumor minus kidney
         if pending is not None:
-            yield finish(margin[0])
-            before = pending[2][-1]
+            first, pending_labels, pending_margin = pending
+            yield first, _tumor_from_margins(pending_labels, pending_margin, before, margin[0])
+            before = pending_margin[-1]
         pending = (start, labels, margin)
     if pending is not None:
-        yield finish(None)
+        first, pending_labels, pending_margin = pending
+        yield first, _tumor_from_margins(pending_labels, pending_margin, before, None)
+
+
+def _tumor_from_margins(
+    labels: np.ndarray, margin: np.ndarray, before: np.ndarray | None, after: np.ndarray | None
+) -> np.ndarray:
+    """``labels`` (B, H, W) with tumor against kidney decided on ``margin`` (tumor minus kidney)
+    summed over each slice and its neighbours; ``before`` / ``after`` are the margins of the slices
+    just outside the batch (None: the volume ends there)."""
+    zero = np.zeros_like(margin[0])
+    edges = [zero if before is None else before], [zero if after is None else after]
+    padded = np.concatenate([edges[0], margin, edges[1]])
+    summed = padded[:-2] + padded[1:-1] + padded[2:]
+    return np.where(labels > 0, np.uint8(1) + (summed > 0), np.uint8(0))
 
 
 class Segmenter:
