@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from nephroseg.errors import NephrosegInputError
@@ -23,9 +25,17 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# oneDNN instruction-set caps (ONEDNN_MAX_CPU_ISA) under which it emulates bfloat16 even on a CPU
+# that has it: six held-out cases took 177 s to predict under AVX2 on a bf16 CPU, against about 10 s.
+ISA_CAPS_WITHOUT_BF16 = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX512_CORE", "AVX512_CORE_VNNI"})
+
+
 def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX). Without it, oneDNN emulates
-    bfloat16 about 20× slower than float32 (docs/benchmarks.md, "CPU speed-ups")."""
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX) and oneDNN may use it. Without
+    it, oneDNN emulates bfloat16 about 20× slower than float32 (docs/benchmarks.md, "CPU speed-ups")."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or ""
+    if cap.strip().upper() in ISA_CAPS_WITHOUT_BF16:
+        return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 

@@ -30,6 +30,17 @@ def test_auto_precision_follows_the_cpu(monkeypatch, native: bool, expected: str
     assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
 
 
+@pytest.mark.parametrize(
+    ("cap", "expected"), [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_BF16", True), ("", True)]
+)
+def test_a_onednn_isa_cap_below_bf16_means_emulated(monkeypatch, cap: str, expected: bool) -> None:
+    """On a bf16 CPU whose oneDNN is capped under AVX512-BF16, bfloat16 would be emulated: not native."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert runtime.native_bf16() is expected
+
+
 def test_unknown_precision_is_a_user_error() -> None:
     with pytest.raises(NephrosegInputError, match=r"--precision.*unknown precision 'fp8'"):
         resolve_precision("fp8", torch.device("cpu"))
