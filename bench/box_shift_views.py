@@ -12,7 +12,8 @@ gives the package's labels on the demo's cases without ``train.tumor_across_slic
 weight W each before the argmax; with ``--tumor-only`` the foreground stays each slice's own and only
 tumor against kidney is decided on the average, which at W = 1/3 is the package's
 ``tumor_across_slices`` (docs/benchmarks.md, sixteenth demo round). One JSON line per view set and
-weight is printed.
+weight is printed. ``--inplane-mm S`` also smooths that margin in-plane by a Gaussian of S mm
+(seventeenth round: no gain).
 """
 
 from __future__ import annotations
@@ -58,13 +59,18 @@ def view_probabilities(cascade, hu: np.ndarray, spacing, offsets) -> tuple[np.nd
 
 
 def labels_from(
-    cascade, total: np.ndarray, covered: np.ndarray, z_weight: float = 0.0, tumor_only: bool = False
+    cascade,
+    total: np.ndarray,
+    covered: np.ndarray,
+    z_weight: float = 0.0,
+    tumor_only: bool = False,
+    inplane_sigma_px: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """The cascade's labels; ``z_weight`` > 0 first averages each slice's probabilities with its two
     neighbours' at that weight each (slices outside a box hold zeros, which move no argmax).
     ``tumor_only``: foreground from the slice's own probabilities, tumor against kidney from the
-    averaged ones."""
-    from scipy.ndimage import convolve1d
+    averaged ones, their margin first smoothed in-plane by a Gaussian of ``inplane_sigma_px``."""
+    from scipy.ndimage import convolve1d, gaussian_filter
 
     from nephroseg.inference.postprocess import postprocess_labels
 
@@ -72,7 +78,10 @@ def labels_from(
     if z_weight:
         smoothed = convolve1d(total, [z_weight, 1.0 - 2.0 * z_weight, z_weight], axis=1, mode="constant")
         if tumor_only:
-            labels = np.where(labels > 0, np.where(smoothed[2] > smoothed[1], 2, 1), 0)
+            margin = smoothed[2] - smoothed[1]
+            if inplane_sigma_px:
+                margin = gaussian_filter(margin, (0.0, *inplane_sigma_px))
+            labels = np.where(labels > 0, np.where(margin > 0, 2, 1), 0)
         else:
             labels = smoothed.argmax(0)
     labels = np.where(covered, labels, 0).astype(np.uint8)
@@ -89,6 +98,9 @@ def main() -> None:
         "--z-weight", type=float, action="append", help="neighbour-slice weights to try (default 0)"
     )
     parser.add_argument("--tumor-only", action="store_true", help="average only tumor against kidney")
+    parser.add_argument(
+        "--inplane-mm", type=float, default=0.0, help="--tumor-only: margin smoothed in-plane (sigma)"
+    )
     args = parser.parse_args()
 
     from nephroseg.inference.predict import load_models
@@ -108,7 +120,8 @@ def main() -> None:
         for image, label in cases:
             total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])
             for w in z_weights:
-                labels = labels_from(cascade, total, covered, w, args.tumor_only)
+                sigma = tuple(args.inplane_mm / s for s in image.spacing[1:]) if args.inplane_mm else None
+                labels = labels_from(cascade, total, covered, w, args.tumor_only, sigma)
                 scores[w].append(kits_scores(labels, label.array))
         seconds = round(time.perf_counter() - started, 1)
         for w, rows in scores.items():
@@ -117,6 +130,7 @@ def main() -> None:
                 "views": name,
                 "z_weight": w,
                 "tumor_only": args.tumor_only,
+                "inplane_mm": args.inplane_mm,
                 "composite": round(float(np.mean([s.composite_dice for s in rows])), 4),
                 "kidney_tumor": round(float(np.mean([s.kidney_tumor_dice for s in rows])), 4),
                 "tumor": round(float(np.mean([s.tumor_dice for s in rows])), 4),
