@@ -119,8 +119,8 @@ def main() -> None:
         scores: dict[float, list] = {w: [] for w in z_weights}
         for image, label in cases:
             total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])
+            sigma = tuple(args.inplane_mm / s for s in image.spacing[1:]) if args.inplane_mm else None
             for w in z_weights:
-                sigma = tuple(args.inplane_mm / s for s in image.spacing[1:]) if args.inplane_mm else None
                 labels = labels_from(cascade, total, covered, w, args.tumor_only, sigma)
                 scores[w].append(kits_scores(labels, label.array))
         seconds = round(time.perf_counter() - started, 1)

@@ -106,8 +106,9 @@ def _tumor_from_margins(
     summed over each slice and its neighbours; ``before`` / ``after`` are the margins of the slices
     just outside the batch (None: the volume ends there)."""
     zero = np.zeros_like(margin[0])
-    edges = [zero if before is None else before], [zero if after is None else after]
-    padded = np.concatenate([edges[0], margin, edges[1]])
+    first = zero if before is None else before
+    last = zero if after is None else after
+    padded = np.concatenate([first[None], margin, last[None]])
     summed = padded[:-2] + padded[1:-1] + padded[2:]
     return np.where(labels > 0, np.uint8(1) + (summed > 0), np.uint8(0))
 
