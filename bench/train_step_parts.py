@@ -2,11 +2,13 @@
 backward, optimizer, per variant, as milliseconds per step in one run.
 
     python bench/train_step_parts.py [--data DIR] [--threads N] [--steps S] [--workers W]
-        [--variant LOSS[:CROP[:BATCH]] ...]
+        [--variant LOSS[:CROP[:BATCH[:TUMOR,KIDNEY]]] ...]
 
 ``--data``: a KiTS-layout folder with labels (default: 8 cases generated as ``make demo`` generates
 them, into a temporary folder). A variant is a loss with, optionally, a training patch size
-(``train.crop_size``) and a batch size; the default compares the two losses at the demo's size and
+(``train.crop_size``), a batch size and the shares of tumor and kidney slices per batch
+(``train.tumor_slice_fraction``, ``train.kidney_slice_fraction``, e.g. ``ce_lovasz:::0.7,0.25``);
+an empty field keeps the profile's value. The default compares the two losses at the demo's size and
 batch. The variants alternate every step, so load from other jobs hits all of them.
 """
 
@@ -41,7 +43,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--variant", action="append", help="LOSS[:CROP[:BATCH]], repeatable")
+    parser.add_argument("--variant", action="append", help="LOSS[:CROP[:BATCH[:TUMOR,KIDNEY]]], repeatable")
     args = parser.parse_args()
     variants = args.variant or list(DEFAULT_VARIANTS)
     torch.set_num_threads(args.threads)
@@ -58,12 +60,16 @@ def main() -> None:
         spec = recipe.train
         loaders, loss_fns = {}, {}
         for variant in variants:
-            loss, crop, batch = [*variant.split(":"), "", ""][:3]
+            loss, crop, batch, shares = [*variant.split(":"), "", "", ""][:4]
             crop_size, batch_size = int(crop or recipe.preprocess.size), int(batch or spec.batch_size)
+            update = {"loss": loss, "batch_size": batch_size}
+            if shares:
+                tumor, kidney = (float(share) for share in shares.split(","))
+                update |= {"tumor_slice_fraction": tumor, "kidney_slice_fraction": kidney}
             dataset = SliceDataset(
                 crops, recipe.preprocess, recipe.augment, recipe.model.in_slices, size=crop_size
             )
-            variant_spec = spec.model_copy(update={"loss": loss, "batch_size": batch_size})
+            variant_spec = spec.model_copy(update=update)
             loaders[variant] = iter(
                 DataLoader(
                     dataset,
