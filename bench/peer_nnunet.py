@@ -314,7 +314,7 @@ def kits_plan_tiles(ours, bin_dir: Path, big: Path, env: dict, shape, spacing, a
 
 
 def flat_images(cohort: Path, target: Path) -> Path:
-    """``case_XXXXX_0000.nii.gz`` copies of a KiTS folder's images, as nnU-Net reads them."""
+    """``case_NNNNN_0000.nii.gz`` copies of a KiTS folder's images, as nnU-Net reads them."""
     target.mkdir(parents=True, exist_ok=True)
     for case in sorted(cohort.glob("case_*")):
         shutil.copyfile(case / "imaging.nii.gz", target / f"{case.name}_0000.nii.gz")

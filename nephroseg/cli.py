@@ -37,7 +37,7 @@ def synth(
     size: Annotated[
         int, typer.Option(help="In-plane size in pixels (512 as KiTS19; smaller is faster).")
     ] = 512,
-    first_index: Annotated[int, typer.Option(help="Number of the first case (case_XXXXX).", min=0)] = 0,
+    first_index: Annotated[int, typer.Option(help="Number of the first case (case_NNNNN).", min=0)] = 0,
     min_tumors: Annotated[int, typer.Option(help="Fewest tumors per case (every KiTS19 case has one).")] = 1,
     max_tumors: Annotated[int, typer.Option(help="Most tumors per case.")] = 3,
     thickness: Annotated[
@@ -287,7 +287,7 @@ def export_nnunet(
 
 @app.command("import-nnunet")
 def import_nnunet(
-    dataset: Annotated[Path, typer.Option(help="An nnU-Net v2 raw dataset folder (DatasetXXX_Name).")],
+    dataset: Annotated[Path, typer.Option(help="An nnU-Net v2 raw dataset folder (DatasetNNN_Name).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="KiTS-layout folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace existing case files.")] = False,
 ) -> None:

@@ -39,7 +39,7 @@ def test_case_folder_without_imaging(kits_dir: Path) -> None:
 
 
 def test_empty_or_missing_data_folder(tmp_path: Path) -> None:
-    with pytest.raises(NephrosegInputError, match="no case_XXXXX folders"):
+    with pytest.raises(NephrosegInputError, match="no case_NNNNN folders"):
         find_cases(tmp_path)
     with pytest.raises(NephrosegInputError, match="data folder not found"):
         find_cases(tmp_path / "absent")

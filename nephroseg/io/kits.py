@@ -1,4 +1,4 @@
-"""The KiTS19 layout as it ships: ``DATA/case_XXXXX/{imaging,segmentation}.nii.gz`` and ``kits.json``."""
+"""The KiTS19 layout as it ships: ``DATA/case_NNNNN/{imaging,segmentation}.nii.gz`` and ``kits.json``."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class KitsCase:
 
 
 def find_cases(data_dir: str | Path, *, require_labels: bool = False) -> list[KitsCase]:
-    """All ``case_XXXXX`` folders under ``data_dir``, sorted by id."""
+    """All ``case_NNNNN`` folders under ``data_dir``, sorted by id."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NephrosegInputError(data_dir, "data folder not found")
@@ -48,7 +48,7 @@ def find_cases(data_dir: str | Path, *, require_labels: bool = False) -> list[Ki
             raise NephrosegInputError(segmentation, "file not found (training and evaluation need labels)")
         cases.append(KitsCase(folder.name, imaging, segmentation if segmentation.exists() else None))
     if not cases:
-        raise NephrosegInputError(data_dir, "no case_XXXXX folders found (expected the KiTS19 layout)")
+        raise NephrosegInputError(data_dir, "no case_NNNNN folders found (expected the KiTS19 layout)")
     return cases
 
 

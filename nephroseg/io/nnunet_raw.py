@@ -1,9 +1,9 @@
 """The cohort as an nnU-Net v2 raw dataset and back, so both tools see the same cases.
 
-``DatasetXXX_Name/imagesTr/case_XXXXX_0000.nii.gz`` (channel 0 = CT), ``labelsTr/case_XXXXX.nii.gz``,
+``DatasetNNN_Name/imagesTr/case_NNNNN_0000.nii.gz`` (channel 0 = CT), ``labelsTr/case_NNNNN.nii.gz``,
 ``imagesTs/`` for cases without labels, and ``dataset.json``. Files are copied byte for byte (hard
 links when on the same file system), so geometry is untouched. nnU-Net's predictions are named
-``case_XXXXX.nii.gz``, which ``nephroseg evaluate`` already pairs with the ground truth.
+``case_NNNNN.nii.gz``, which ``nephroseg evaluate`` already pairs with the ground truth.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _place(source: Path, target: Path) -> None:
 def export_nnunet(
     data_dir: str | Path, raw_root: str | Path, dataset_id: int, name: str, overwrite: bool = False
 ) -> Path:
-    """Write ``raw_root/DatasetXXX_Name``; returns that folder."""
+    """Write ``raw_root/DatasetNNN_Name``; returns that folder."""
     folder = Path(raw_root) / dataset_folder_name(dataset_id, name)
     if folder.exists():
         if not overwrite:

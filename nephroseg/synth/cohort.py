@@ -47,11 +47,11 @@ def synthesize_cohort(
     progress: bool = True,
     workers: int = 1,
 ) -> list[Path]:
-    """Write ``out_dir/case_XXXXX/{imaging,segmentation}.nii.gz`` and ``out_dir/kits.json``.
+    """Write ``out_dir/case_NNNNN/{imaging,segmentation}.nii.gz`` and ``out_dir/kits.json``.
 
     Procedural cases are numbered from ``start_index``; case i is generated from (``seed``, i), so
     a cohort can be grown or resumed and every case comes out identical. A case whose two files
-    already exist is skipped. With ``from_masks`` every ``case_XXXXX/segmentation.nii.gz`` found
+    already exist is skipped. With ``from_masks`` every ``case_NNNNN/segmentation.nii.gz`` found
     there is painted (the ``start_index``-th onward, at most ``n_cases``), keeping its case id,
     voxels and affine; an accompanying ``kits.json`` there supplies the subtype, sex, age and BMI.
     ``workers`` > 1 generates cases in that many processes; every case depends on its own seed
@@ -134,7 +134,7 @@ def _find_masks(folder: Path) -> list[Path]:
     )
     if not masks:
         raise NephrosegInputError(
-            folder, f"no case_XXXXX/{SEGMENTATION_NAME} found (expected the KiTS19 layout)"
+            folder, f"no case_NNNNN/{SEGMENTATION_NAME} found (expected the KiTS19 layout)"
         )
     return masks
 
