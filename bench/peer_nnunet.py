@@ -15,7 +15,9 @@ peak RSS (``/usr/bin/time``-free: the child reports ``ru_maxrss`` itself) are re
 A KiTS-sized case (512×512 in-plane; painted on ``../shared/kits19/case_00006``'s 157 slices when
 present, else generated) is predicted by both tools for the per-case timing rows; nnU-Net's
 3d_fullres there is timed on a fixed number of its sliding-window tiles and extrapolated to its own
-tile count, and the table says so.
+tile count, and the table says so. Each whole command on that case runs ``--repeats`` times (3), the
+tools in turn, and the table gives each one's median and range: the machine's speed drifts within
+minutes, and a single first run also pays for cold files.
 With ``--ours-coarse-steps N`` ours is the 2.5D cascade ``make demo`` trains, within the same budget:
 a kidney finder for N of the steps, the refine model for the rest.
 The last line is ``speedup_vs_nnunet_3d=<x> speedup_vs_nnunet_2d=<x> dice_delta=<ours-theirs>``.
@@ -27,8 +29,10 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,6 +340,31 @@ def score(pred: Path, gt: Path) -> dict:
     return evaluate_folders(pred, gt).mean
 
 
+def timed_in_turn(jobs: dict[str, Callable[[], dict]], repeats: int) -> dict[str, dict]:
+    """Run every job ``repeats`` times, all of them in turn each round, so that a slower minute of the
+    machine hits every tool alike; per job the median seconds, every run's seconds and the peak RSS."""
+    runs: dict[str, list[dict]] = {key: [] for key in jobs}
+    for _ in range(repeats):
+        for key, job in jobs.items():
+            runs[key].append(job())
+    return {
+        key: {
+            "s": statistics.median(r["s"] for r in stats),
+            "runs_s": [r["s"] for r in stats],
+            "rss_mb": max(r["rss_mb"] for r in stats),
+        }
+        for key, stats in runs.items()
+    }
+
+
+def seconds(stats: dict) -> str:
+    """The table's note on a timed command: the median of its runs and their range."""
+    times = stats["runs_s"]
+    if len(times) == 1:
+        return "one run"
+    return f"median of {len(times)} runs in turn with the other tools ({min(times):.1f}–{max(times):.1f} s)"
+
+
 def dice(stats: dict) -> str:
     """The composite Dice of a timed prediction of the KiTS-sized case, for its table row."""
     return f"{stats['dice']['composite_dice']:.3f}"
@@ -373,6 +402,13 @@ def main(argv: list[str] | None = None) -> None:
         help="a recipe override for ours' training (repeatable), e.g. model.width=0.5",
     )
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of each whole command on the KiTS-sized case, the tools in turn; the table gives "
+        "the median (default 3)",
+    )
     parser.add_argument("--tiles", type=int, default=2, help="3d_fullres tiles timed on the KiTS-sized case")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -590,16 +626,26 @@ def main(argv: list[str] | None = None) -> None:
 
     def predict_big(model: Path, target: Path, label: str, extra: list[str] | None = None) -> dict:
         """Time ``predict`` on the KiTS-sized case, without mirroring as nnU-Net's rows (a recipe's
-        ``mirror_tta`` would otherwise turn it on); the scores of its labels go in as ``dice``."""
+        ``mirror_tta`` would otherwise turn it on)."""
         cmd = [*ours, "predict", "-i", str(big), "-o", str(target), "-m", str(model), "--overwrite"]
         cmd += [*(extra or []), "--no-progress", "--no-tta", "--device", args.device]
         cmd += ["--threads", str(args.threads)]
-        return {**run(cmd, env, label), "dice": score(target, big)}
+        return run(cmd, env, label)
+
+    def predict_big_nnunet_2d() -> dict:
+        shutil.rmtree(out / "big_nnunet_2d", ignore_errors=True)
+        cmd = nnunet_predict_cmd(bin_dir, big_images, out / "big_nnunet_2d", "2d", args.device)
+        return run([*cmd, "--disable_tta"], env, "nnU-Net 2d KiTS-sized")
 
     big_cascade = finder_options(run_dir, args.ours_coarse_steps)
-    ours_big = predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", big_cascade)
+    # Whole commands on the KiTS-sized case, each with the folder it writes.
+    big_jobs = {
+        "ours": (
+            out / "big_ours",
+            lambda: predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", big_cascade),
+        )
+    }
     # The same network through onnxruntime (`export-onnx`, then `predict -m model.onnx`): CPU only.
-    ours_onnx_big, onnx_differ = None, None
     if args.device == "cpu":
         onnx_path = out / "ours.onnx"
         run(
@@ -608,19 +654,23 @@ def main(argv: list[str] | None = None) -> None:
             "ours export-onnx",
         )
         label = "ours predict KiTS-sized, ONNX"
-        ours_onnx_big = predict_big(onnx_path, out / "big_ours_onnx", label, big_cascade)
-        onnx_differ = differing_voxels(out / "big_ours", out / "big_ours_onnx")
-    cascade_big = None
+        big_jobs["onnx"] = (
+            out / "big_ours_onnx",
+            lambda: predict_big(onnx_path, out / "big_ours_onnx", label, big_cascade),
+        )
     if args.ours_cascade:
-        label = "ours 2.5D cascade KiTS-sized"
-        cascade_big = predict_big(args.ours_cascade[0], out / "big_ours_cascade", label, cascade_args)
-    shutil.rmtree(out / "big_nnunet_2d", ignore_errors=True)
-    theirs_2d_big = run(
-        [*nnunet_predict_cmd(bin_dir, big_images, out / "big_nnunet_2d", "2d", args.device), "--disable_tta"],
-        env,
-        "nnU-Net 2d KiTS-sized",
-    )
-    theirs_2d_big["dice"] = score(out / "big_nnunet_2d", big)
+        cascade_label = "ours 2.5D cascade KiTS-sized"
+        big_jobs["cascade"] = (
+            out / "big_ours_cascade",
+            lambda: predict_big(args.ours_cascade[0], out / "big_ours_cascade", cascade_label, cascade_args),
+        )
+    big_jobs["nnunet_2d"] = (out / "big_nnunet_2d", predict_big_nnunet_2d)
+    big_times = timed_in_turn({key: job for key, (_, job) in big_jobs.items()}, args.repeats)
+    for key, (folder, _) in big_jobs.items():  # every repeat writes the same labels: score the last
+        big_times[key]["dice"] = score(folder, big)
+    ours_big, theirs_2d_big = big_times["ours"], big_times["nnunet_2d"]
+    ours_onnx_big, cascade_big = big_times.get("onnx"), big_times.get("cascade")
+    onnx_differ = differing_voxels(out / "big_ours", out / "big_ours_onnx") if ours_onnx_big else None
     model_3d = (
         Path(env["nnUNet_results"])
         / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
@@ -654,23 +704,23 @@ def main(argv: list[str] | None = None) -> None:
         + " | seconds | peak RSS MB | composite | note |",
         "|---|---:|---:|---:|---|",
         f"| ours, end to end | {ours_big['s']:.1f} | {ours_big['rss_mb']:.0f} | {dice(ours_big)} "
-        "| whole command, no mirroring |",
+        f"| whole command, no mirroring; {seconds(ours_big)} |",
     ]
     if ours_onnx_big:
         lines.append(
             f"| ours, end to end, ONNX | {ours_onnx_big['s']:.1f} | {ours_onnx_big['rss_mb']:.0f} "
             f"| {dice(ours_onnx_big)} | whole command, `predict -m ours.onnx` (onnxruntime); "
-            f"{onnx_differ} voxels differ from torch |"
+            f"{onnx_differ} voxels differ from torch; {seconds(ours_onnx_big)} |"
         )
     if cascade_big:
         lines.append(
             f"| ours, 2.5D cascade, end to end | {cascade_big['s']:.1f} | {cascade_big['rss_mb']:.0f} "
             f"| {dice(cascade_big)} | whole command, `predict -m {args.ours_cascade[0]} --coarse-model "
-            f"{args.ours_cascade[1]} --no-tta` (trained outside the bench) |"
+            f"{args.ours_cascade[1]} --no-tta` (trained outside the bench); {seconds(cascade_big)} |"
         )
     lines += [
         f"| nnU-Net 2d, end to end | {theirs_2d_big['s']:.1f} | {theirs_2d_big['rss_mb']:.0f} "
-        f"| {dice(theirs_2d_big)} | whole command, no mirroring |",
+        f"| {dice(theirs_2d_big)} | whole command, no mirroring; {seconds(theirs_2d_big)} |",
         f"| nnU-Net 3d_fullres | {tile['tiles'] * tile['per_tile_s']:.0f} | – | – | extrapolated: "
         f"{tile['tiles']} tiles of "
         f"{tile['patch']} × "

@@ -83,3 +83,23 @@ def test_reuse_counts_a_trained_model_s_optimization_time_without_training(peer_
     )  # fmt: skip
     assert stats["s"] == pytest.approx(150.0)
     assert not (run_dir / "args.json").exists()
+
+
+def test_timed_commands_run_in_turn_and_report_their_median(peer_nnunet):
+    calls = []
+    timings = {"ours": iter([9.0, 7.0, 8.0]), "theirs": iter([30.0, 36.0, 33.0])}
+
+    def job(key: str, rss: float):
+        def run() -> dict:
+            calls.append(key)
+            return {"s": next(timings[key]), "rss_mb": rss + len(calls)}
+
+        return run
+
+    stats = peer_nnunet.timed_in_turn({"ours": job("ours", 100.0), "theirs": job("theirs", 500.0)}, 3)
+    assert calls == ["ours", "theirs"] * 3  # alternated, so a slow minute hits both tools
+    assert stats["ours"] == {"s": 8.0, "runs_s": [9.0, 7.0, 8.0], "rss_mb": 105.0}
+    assert stats["theirs"] == {"s": 33.0, "runs_s": [30.0, 36.0, 33.0], "rss_mb": 506.0}
+    assert peer_nnunet.seconds(stats["theirs"]) == (
+        "median of 3 runs in turn with the other tools (30.0–36.0 s)"
+    )
