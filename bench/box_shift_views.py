@@ -9,11 +9,13 @@ shifted in-plane by the view's offsets (mm) and the probabilities are averaged b
 Overlapping boxes are averaged too (the package takes the higher label there); the ``centre`` view
 gives the package's labels on the demo's cases without ``train.tumor_across_slices``.
 ``--z-weight W`` (repeatable) also averages each slice's probabilities with its two neighbours' at
-weight W each before the argmax; with ``--tumor-only`` the foreground stays each slice's own and only
-tumor against kidney is decided on the average, which at W = 1/3 is the package's
-``tumor_across_slices`` (docs/benchmarks.md, sixteenth demo round). One JSON line per view set and
-weight is printed. ``--inplane-mm S`` also smooths that margin in-plane by a Gaussian of S mm
-(seventeenth round: no gain).
+weight W each before the argmax; ``--z-kernel A,B,C,B,A`` (repeatable) with any odd symmetric kernel
+over the neighbouring slices instead (normalized to sum 1, e.g. five slices); ``--z-sigma-mm S``
+(repeatable) with a Gaussian of S mm along z, as many slices as two sigmas reach. With ``--tumor-only``
+the foreground stays each slice's own and only tumor against kidney is decided on the average, which
+at W = 1/3 is the package's ``tumor_across_slices`` (docs/benchmarks.md, sixteenth demo round). One
+JSON line per view set and kernel is printed. ``--inplane-mm S`` also smooths that margin in-plane by
+a Gaussian of S mm (seventeenth round: no gain).
 """
 
 from __future__ import annotations
@@ -58,16 +60,24 @@ def view_probabilities(cascade, hu: np.ndarray, spacing, offsets) -> tuple[np.nd
     return total, covered
 
 
+def gaussian_kernel(sigma_slices: float) -> tuple[float, ...]:
+    """A Gaussian of ``sigma_slices`` over the slices two sigmas reach, normalized to sum 1."""
+    reach = int(np.floor(2.0 * sigma_slices))
+    weights = np.exp(-0.5 * (np.arange(-reach, reach + 1) / sigma_slices) ** 2)
+    return tuple(weights / weights.sum())
+
+
 def labels_from(
     cascade,
     total: np.ndarray,
     covered: np.ndarray,
-    z_weight: float = 0.0,
+    z_kernel: tuple[float, ...] = (),
     tumor_only: bool = False,
     inplane_sigma_px: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """The cascade's labels; ``z_weight`` > 0 first averages each slice's probabilities with its two
-    neighbours' at that weight each (slices outside a box hold zeros, which move no argmax).
+    """The cascade's labels; a ``z_kernel`` (weights over the slice and its neighbours, summing to 1)
+    first averages each slice's probabilities with its neighbours' (slices outside a box hold zeros,
+    which move no argmax).
     ``tumor_only``: foreground from the slice's own probabilities, tumor against kidney from the
     averaged ones, their margin first smoothed in-plane by a Gaussian of ``inplane_sigma_px``."""
     from scipy.ndimage import convolve1d, gaussian_filter
@@ -75,8 +85,8 @@ def labels_from(
     from nephroseg.inference.postprocess import postprocess_labels
 
     labels = total.argmax(0)
-    if z_weight:
-        smoothed = convolve1d(total, [z_weight, 1.0 - 2.0 * z_weight, z_weight], axis=1, mode="constant")
+    if len(z_kernel) > 1:
+        smoothed = convolve1d(total, list(z_kernel), axis=1, mode="constant")
         if tumor_only:
             margin = smoothed[2] - smoothed[1]
             if inplane_sigma_px:
@@ -97,6 +107,12 @@ def main() -> None:
     parser.add_argument(
         "--z-weight", type=float, action="append", help="neighbour-slice weights to try (default 0)"
     )
+    parser.add_argument(
+        "--z-kernel", action="append", default=[], help="slice kernels to try, e.g. 1,2,3,2,1 (normalized)"
+    )
+    parser.add_argument(
+        "--z-sigma-mm", type=float, action="append", default=[], help="Gaussian slice kernels to try (mm)"
+    )
     parser.add_argument("--tumor-only", action="store_true", help="average only tumor against kidney")
     parser.add_argument(
         "--inplane-mm", type=float, default=0.0, help="--tumor-only: margin smoothed in-plane (sigma)"
@@ -113,22 +129,33 @@ def main() -> None:
         load_models([args.model], device), device, coarse_models=load_models([args.coarse_model], device)
     )
     cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]
-    z_weights = args.z_weight or [0.0]
+    # Each kernel as a function of the case's slice spacing (mm).
+    kernels = {f"w={w}": lambda dz, w=w: (w, 1.0 - 2.0 * w, w) if w else () for w in args.z_weight or []}
+    for text in args.z_kernel:
+        weights = np.array([float(v) for v in text.split(",")])
+        if len(weights) % 2 == 0 or not np.allclose(weights, weights[::-1]):
+            parser.error(f"--z-kernel {text}: needs an odd number of symmetric weights")
+        kernels[text] = lambda dz, weights=weights: tuple(weights / weights.sum())
+    for sigma_mm in args.z_sigma_mm:
+        kernels[f"sigma={sigma_mm}mm"] = lambda dz, s=sigma_mm: gaussian_kernel(s / dz)
+    kernels = kernels or {"w=0.0": lambda dz: ()}
     for name in args.views:
         started = time.perf_counter()
-        scores: dict[float, list] = {w: [] for w in z_weights}
+        scores: dict[str, list] = {k: [] for k in kernels}
         for image, label in cases:
             total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])
             sigma = tuple(args.inplane_mm / s for s in image.spacing[1:]) if args.inplane_mm else None
-            for w in z_weights:
-                labels = labels_from(cascade, total, covered, w, args.tumor_only, sigma)
-                scores[w].append(kits_scores(labels, label.array))
+            for key, kernel in kernels.items():
+                labels = labels_from(
+                    cascade, total, covered, kernel(image.spacing[0]), args.tumor_only, sigma
+                )
+                scores[key].append(kits_scores(labels, label.array))
         seconds = round(time.perf_counter() - started, 1)
-        for w, rows in scores.items():
+        for key, rows in scores.items():
             row = {
                 "model": str(args.model),
                 "views": name,
-                "z_weight": w,
+                "z_kernel": key,
                 "tumor_only": args.tumor_only,
                 "inplane_mm": args.inplane_mm,
                 "composite": round(float(np.mean([s.composite_dice for s in rows])), 4),
