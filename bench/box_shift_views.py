@@ -15,7 +15,8 @@ over the neighbouring slices instead (normalized to sum 1, e.g. five slices); ``
 the foreground stays each slice's own and only tumor against kidney is decided on the average, which
 at W = 1/3 is the package's ``tumor_across_slices`` (docs/benchmarks.md, sixteenth demo round). One
 JSON line per view set and kernel is printed. ``--inplane-mm S`` also smooths that margin in-plane by
-a Gaussian of S mm (seventeenth round: no gain).
+a Gaussian of S mm (seventeenth round: no gain). ``--thin-tumor-slices N`` (repeatable) also scores
+each kernel's labels with the tumor components on fewer than N slices called kidney.
 """
 
 from __future__ import annotations
@@ -67,6 +68,20 @@ def gaussian_kernel(sigma_slices: float) -> tuple[float, ...]:
     return tuple(weights / weights.sum())
 
 
+def without_thin_tumors(labels: np.ndarray, min_slices: int) -> np.ndarray:
+    """``labels`` with every tumor component (26-connected) that spans fewer than ``min_slices``
+    slices relabelled as kidney."""
+    from scipy.ndimage import find_objects
+    from scipy.ndimage import label as connected
+
+    components, _ = connected(labels == 2, structure=np.ones((3, 3, 3), bool))
+    out = labels.copy()
+    for index, box in enumerate(find_objects(components), start=1):
+        if box is not None and box[0].stop - box[0].start < min_slices:
+            out[box][components[box] == index] = 1
+    return out
+
+
 def labels_from(
     cascade,
     total: np.ndarray,
@@ -113,6 +128,13 @@ def main() -> None:
     parser.add_argument(
         "--z-sigma-mm", type=float, action="append", default=[], help="Gaussian slice kernels to try (mm)"
     )
+    parser.add_argument(
+        "--thin-tumor-slices",
+        type=int,
+        action="append",
+        default=[],
+        help="also relabel as kidney the tumor components on fewer slices than this (repeatable)",
+    )
     parser.add_argument("--tumor-only", action="store_true", help="average only tumor against kidney")
     parser.add_argument(
         "--inplane-mm", type=float, default=0.0, help="--tumor-only: margin smoothed in-plane (sigma)"
@@ -141,7 +163,8 @@ def main() -> None:
     kernels = kernels or {"w=0.0": lambda dz: ()}
     for name in args.views:
         started = time.perf_counter()
-        scores: dict[str, list] = {k: [] for k in kernels}
+        thin = [0, *args.thin_tumor_slices]
+        scores: dict[tuple[str, int], list] = {(k, n): [] for k in kernels for n in thin}
         for image, label in cases:
             total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])
             sigma = tuple(args.inplane_mm / s for s in image.spacing[1:]) if args.inplane_mm else None
@@ -149,15 +172,18 @@ def main() -> None:
                 labels = labels_from(
                     cascade, total, covered, kernel(image.spacing[0]), args.tumor_only, sigma
                 )
-                scores[key].append(kits_scores(labels, label.array))
+                for n in thin:
+                    kept = without_thin_tumors(labels, n) if n else labels
+                    scores[key, n].append(kits_scores(kept, label.array))
         seconds = round(time.perf_counter() - started, 1)
-        for key, rows in scores.items():
+        for (key, n), rows in scores.items():
             row = {
                 "model": str(args.model),
                 "views": name,
                 "z_kernel": key,
                 "tumor_only": args.tumor_only,
                 "inplane_mm": args.inplane_mm,
+                "thin_tumor_slices": n,
                 "composite": round(float(np.mean([s.composite_dice for s in rows])), 4),
                 "kidney_tumor": round(float(np.mean([s.kidney_tumor_dice for s in rows])), 4),
                 "tumor": round(float(np.mean([s.tumor_dice for s in rows])), 4),
