@@ -75,11 +75,9 @@ def without_thin_tumors(labels: np.ndarray, min_slices: int) -> np.ndarray:
     from scipy.ndimage import label as connected
 
     components, _ = connected(labels == 2, structure=np.ones((3, 3, 3), bool))
-    out = labels.copy()
-    for index, box in enumerate(find_objects(components), start=1):
-        if box is not None and box[0].stop - box[0].start < min_slices:
-            out[box][components[box] == index] = 1
-    return out
+    boxes = find_objects(components)
+    thin = [index for index, box in enumerate(boxes, start=1) if box[0].stop - box[0].start < min_slices]
+    return np.where(np.isin(components, thin), np.uint8(1), labels) if thin else labels
 
 
 def labels_from(
@@ -161,9 +159,9 @@ def main() -> None:
     for sigma_mm in args.z_sigma_mm:
         kernels[f"sigma={sigma_mm}mm"] = lambda dz, s=sigma_mm: gaussian_kernel(s / dz)
     kernels = kernels or {"w=0.0": lambda dz: ()}
+    thin = [0, *args.thin_tumor_slices]
     for name in args.views:
         started = time.perf_counter()
-        thin = [0, *args.thin_tumor_slices]
         scores: dict[tuple[str, int], list] = {(k, n): [] for k in kernels for n in thin}
         for image, label in cases:
             total, covered = view_probabilities(cascade, image.array, image.spacing, VIEWS[name])

@@ -632,19 +632,16 @@ def main(argv: list[str] | None = None) -> None:
         cmd += ["--threads", str(args.threads)]
         return run(cmd, env, label)
 
+    # Each whole command on the KiTS-sized case writes its labels to big_dir[its key].
+    big_dir = {key: out / f"big_{key}" for key in ("ours", "ours_onnx", "ours_cascade", "nnunet_2d")}
+
     def predict_big_nnunet_2d() -> dict:
-        shutil.rmtree(out / "big_nnunet_2d", ignore_errors=True)
-        cmd = nnunet_predict_cmd(bin_dir, big_images, out / "big_nnunet_2d", "2d", args.device)
+        shutil.rmtree(big_dir["nnunet_2d"], ignore_errors=True)
+        cmd = nnunet_predict_cmd(bin_dir, big_images, big_dir["nnunet_2d"], "2d", args.device)
         return run([*cmd, "--disable_tta"], env, "nnU-Net 2d KiTS-sized")
 
     big_cascade = finder_options(run_dir, args.ours_coarse_steps)
-    # Whole commands on the KiTS-sized case, each with the folder it writes.
-    big_jobs = {
-        "ours": (
-            out / "big_ours",
-            lambda: predict_big(run_dir, out / "big_ours", "ours predict KiTS-sized", big_cascade),
-        )
-    }
+    big_jobs = {"ours": lambda: predict_big(run_dir, big_dir["ours"], "ours predict KiTS-sized", big_cascade)}
     # The same network through onnxruntime (`export-onnx`, then `predict -m model.onnx`): CPU only.
     if args.device == "cpu":
         onnx_path = out / "ours.onnx"
@@ -654,23 +651,19 @@ def main(argv: list[str] | None = None) -> None:
             "ours export-onnx",
         )
         label = "ours predict KiTS-sized, ONNX"
-        big_jobs["onnx"] = (
-            out / "big_ours_onnx",
-            lambda: predict_big(onnx_path, out / "big_ours_onnx", label, big_cascade),
-        )
+        big_jobs["ours_onnx"] = lambda: predict_big(onnx_path, big_dir["ours_onnx"], label, big_cascade)
     if args.ours_cascade:
         cascade_label = "ours 2.5D cascade KiTS-sized"
-        big_jobs["cascade"] = (
-            out / "big_ours_cascade",
-            lambda: predict_big(args.ours_cascade[0], out / "big_ours_cascade", cascade_label, cascade_args),
+        big_jobs["ours_cascade"] = lambda: predict_big(
+            args.ours_cascade[0], big_dir["ours_cascade"], cascade_label, cascade_args
         )
-    big_jobs["nnunet_2d"] = (out / "big_nnunet_2d", predict_big_nnunet_2d)
-    big_times = timed_in_turn({key: job for key, (_, job) in big_jobs.items()}, args.repeats)
-    for key, (folder, _) in big_jobs.items():  # every repeat writes the same labels: score the last
-        big_times[key]["dice"] = score(folder, big)
+    big_jobs["nnunet_2d"] = predict_big_nnunet_2d
+    big_times = timed_in_turn(big_jobs, args.repeats)
+    for key, stats in big_times.items():  # every repeat writes the same labels: score the last
+        stats["dice"] = score(big_dir[key], big)
     ours_big, theirs_2d_big = big_times["ours"], big_times["nnunet_2d"]
-    ours_onnx_big, cascade_big = big_times.get("onnx"), big_times.get("cascade")
-    onnx_differ = differing_voxels(out / "big_ours", out / "big_ours_onnx") if ours_onnx_big else None
+    ours_onnx_big, cascade_big = big_times.get("ours_onnx"), big_times.get("ours_cascade")
+    onnx_differ = differing_voxels(big_dir["ours"], big_dir["ours_onnx"]) if ours_onnx_big else None
     model_3d = (
         Path(env["nnUNet_results"])
         / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
