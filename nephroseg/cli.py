@@ -348,6 +348,9 @@ def report(
         Path | None, typer.Option(help="The cascade's coarse run, when --run is a kidney-crop model.")
     ] = None,
     kits_json: Annotated[Path | None, typer.Option(help="kits.json for reference tumor sizes.")] = None,
+    viewer: Annotated[
+        bool, typer.Option(help="Also a self-contained HTML page per case in viewer/ (about 60 kB a slice).")
+    ] = True,
     progress: ProgressOption = True,
 ) -> None:
     """Volumes, tumor sizes, overlays of prediction against label, training curves: report.md."""
@@ -361,9 +364,32 @@ def report(
         run_dir=run,
         coarse_run_dir=coarse_run,
         kits_json=kits_json,
+        viewer=viewer,
         progress=progress,
     )
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def view(
+    image: Annotated[
+        Path, typer.Argument(help="CT: a volume file, a DICOM series folder or a KiTS case folder.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The page to write (*.html).")],
+    pred: Annotated[Path | None, typer.Option(help="Predicted label map, drawn filled.")] = None,
+    gt: Annotated[
+        Path | None, typer.Option(help="Ground truth, drawn as outlines (a KiTS case folder brings its own).")
+    ] = None,
+    window: Annotated[tuple[float, float], typer.Option(help="Display window in HU, lower and upper.")] = (
+        -160.0,
+        240.0,
+    ),
+) -> None:
+    """One case in the browser: a self-contained HTML page to scroll through the CT with its labels."""
+    from nephroseg.report.viewer import view_case
+
+    path = view_case(image, out, prediction_path=pred, truth_path=gt, window=window)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): open it in a browser")
 
 
 _DEMO = DemoSettings()  # the demo's defaults live in one place

@@ -2,8 +2,9 @@
 
 ``measure`` turns a canonical label map into volumes (ml), tumor findings (size, side, slices) and
 per-kidney volumes; ``plots`` draws training curves and CT overlays; ``markdown`` writes the report
-that ties scores, measurements and figures together. Numpy, scipy and matplotlib (Agg) only, no
-torch, and every file is written atomically.
+that ties scores, measurements and figures together; ``viewer`` writes a self-contained HTML page
+per case to scroll through in a browser. Numpy, scipy, matplotlib (Agg) and Pillow only, no torch,
+and every file is written atomically.
 """
 
 from nephroseg.report.markdown import CaseReport, summarize_scores, write_report_md

@@ -22,6 +22,7 @@ from nephroseg.report.plots import (
     pick_slice,
     training_curves_png,
 )
+from nephroseg.report.viewer import viewer_html
 
 SECOND_ROW_GAP_MM = 10.0  # the error row's slice lies at least this far from the largest tumor's
 
@@ -35,12 +36,14 @@ def build_report(
     run_dir: str | Path | None = None,
     coarse_run_dir: str | Path | None = None,
     kits_json: str | Path | None = None,
+    viewer: bool = True,
     progress: bool = True,
 ) -> Path:
     """Write ``out_dir/report.md`` with ``figures/``: one overlay per case (prediction against
     ground truth when given), the training curves of ``run_dir`` when given, volumes and tumor
     sizes measured on the prediction, and Dice when ground truth exists. ``coarse_run_dir``: the
-    coarse stage that found the kidneys for ``run_dir`` (a cascade), named in the run table."""
+    coarse stage that found the kidneys for ``run_dir`` (a cascade), named in the run table.
+    ``viewer``: also a page per case in ``viewer/`` to scroll through its slices in a browser."""
     out_dir = Path(out_dir)
     predictions = labels_by_case(pred_dir)
     images = images_by_case(images_dir)
@@ -79,6 +82,16 @@ def build_report(
             overlay = _case_overlay(
                 image, truth, prediction.array, out_dir / "figures" / f"{case_id}.png", case_id
             )
+            page = None
+            if viewer:
+                page = viewer_html(
+                    image.array,
+                    out_dir / "viewer" / f"{case_id}.html",
+                    prediction=prediction.array,
+                    truth=truth,
+                    spacing=image.spacing,
+                    title=case_id,
+                )
             reports.append(
                 CaseReport.from_label(
                     case_id,
@@ -87,6 +100,7 @@ def build_report(
                     metrics=case_metrics(prediction.array, truth) if truth is not None else None,
                     radiographic_size_cm=sizes.get(case_id),
                     overlay=overlay,
+                    viewer=page,
                 )
             )
             bar.advance(task)

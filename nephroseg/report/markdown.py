@@ -52,6 +52,7 @@ class CaseReport:
     radiographic_size_cm: float | None = None  # kits.json, for comparison
     overlay: Path | None = None
     side_volumes_ml: Mapping[str, float] = field(default_factory=dict)  # kidney_side_volumes_ml keys
+    viewer: Path | None = None  # the case's HTML page (viewer.py)
 
     @classmethod
     def from_label(
@@ -63,6 +64,7 @@ class CaseReport:
         metrics: Mapping[str, float] | None = None,
         radiographic_size_cm: float | None = None,
         overlay: Path | None = None,
+        viewer: Path | None = None,
         min_tumor_ml: float = 0.05,
     ) -> CaseReport:
         """Measure a label map (usually the prediction) and wrap the result for the report."""
@@ -74,6 +76,7 @@ class CaseReport:
             radiographic_size_cm=radiographic_size_cm,
             overlay=overlay,
             side_volumes_ml=kidney_side_volumes_ml(label, spacing),
+            viewer=viewer,
         )
 
     @property
@@ -142,11 +145,13 @@ def _cases_section(cases: Sequence[CaseReport], folder: Path) -> list[str]:
     with_scores = any(c.metrics for c in cases)
     with_sides = any(c.side_volumes_ml for c in cases)
     with_overlay = any(c.overlay is not None for c in cases)
+    with_viewer = any(c.viewer is not None for c in cases)
     header = ["case", "kidney ml", "tumor ml"]
     header += ["right / left kidney+tumor ml"] if with_sides else []
     header += ["tumors", "largest axial Ø mm", "kits.json size cm"]
     header += [name for _, name in SCORES] if with_scores else []
     header += ["overlay"] if with_overlay else []
+    header += ["viewer"] if with_viewer else []
     lines = ["## Cases", "", _row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
     for case in cases:
         row = [
@@ -166,6 +171,8 @@ def _cases_section(cases: Sequence[CaseReport], folder: Path) -> list[str]:
             row += [_num(case.metrics.get(key), 3) for key, _ in SCORES]
         if with_overlay:
             row.append(f"[png]({_link(case.overlay, folder)})" if case.overlay is not None else DASH)
+        if with_viewer:
+            row.append(f"[html]({_link(case.viewer, folder)})" if case.viewer is not None else DASH)
         lines.append(_row(row))
     return [*lines, ""]
 

@@ -1,0 +1,161 @@
+"""One case in the browser: a self-contained HTML page to scroll through a CT with its labels.
+
+Nothing to install, serve or upload: the slices travel inside the file (the CT as JPEG in one
+window, each label map as lossless PNG) and a short script (``viewer.html`` beside this module)
+draws them on a canvas, the prediction filled and the ground truth outlined, with each slice's
+areas and Dice. Slices are ``array[z]`` of the canonical I-P-L orientation: shown the radiological
+way, anterior up and the patient's right on the left.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Sequence
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io import atomic_write_text, read_volume
+from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME, check_same_grid
+from nephroseg.report.plots import ABDOMEN_WINDOW, KIDNEY_COLOR, TUMOR_COLOR, pick_slice
+
+CT_JPEG_QUALITY = 90  # a 512×512 abdominal slice in ~40 kB; the labels, not the CT, must be exact
+LABEL_GREY_STEP = 127  # label k is stored as grey k·127, far apart should a browser adjust greys
+DATA_MARK = "/*NEPHROSEG_DATA*/"  # where the template takes the case's JSON
+PAGE_MARK = 'id="nephroseg-data"'  # how an existing page is known to be one of ours (safe to replace)
+HTML_SUFFIXES = (".html", ".htm")
+
+
+def view_case(
+    image_path: str | Path,
+    out_html: str | Path,
+    *,
+    prediction_path: str | Path | None = None,
+    truth_path: str | Path | None = None,
+    window: tuple[float, float] = ABDOMEN_WINDOW,
+) -> Path:
+    """``nephroseg view``: read a CT (a volume file, a DICOM series folder or a KiTS case folder,
+    which brings its own segmentation as the truth) and its label maps, check that they lie on the
+    CT's grid, and write the page. An existing file is replaced only when it is such a page."""
+    image_path, out = Path(image_path), Path(out_html)
+    if out.suffix.lower() not in HTML_SUFFIXES:
+        raise NephrosegInputError(out, "the viewer is an HTML page: give the output a .html name")
+    if out.exists() and not _is_viewer_page(out):
+        raise NephrosegInputError(out, "exists and is not a nephroseg viewer page; not overwritten")
+    title = image_path.name
+    if image_path.is_dir() and CASE_PATTERN.match(image_path.name) and (image_path / IMAGING_NAME).is_file():
+        if truth_path is None and (image_path / SEGMENTATION_NAME).is_file():
+            truth_path = image_path / SEGMENTATION_NAME
+        image_path = image_path / IMAGING_NAME
+    image = read_volume(image_path)
+    labels = {}
+    for name, path in (("prediction", prediction_path), ("truth", truth_path)):
+        if path is not None:
+            label = read_volume(path, label=True)
+            check_same_grid(
+                image_path, Path(path), image.array.shape, image.affine, label.array.shape, label.affine
+            )
+            labels[name] = label.array
+    return viewer_html(image.array, out, spacing=image.spacing, title=title, window=window, **labels)
+
+
+def ct_to_grey(image_hu: np.ndarray, window: tuple[float, float] = ABDOMEN_WINDOW) -> np.ndarray:
+    """HU to display grey (uint8): ``window[0]`` and below black, ``window[1]`` and above white."""
+    low, high = float(window[0]), float(window[1])
+    if not high > low:
+        raise ValueError(f"window {window}: the upper HU must exceed the lower")
+    scaled = (np.clip(np.asarray(image_hu, dtype=np.float32), low, high) - low) * (255.0 / (high - low))
+    return np.rint(scaled).astype(np.uint8)
+
+
+def slice_table(
+    prediction: np.ndarray | None, truth: np.ndarray | None, spacing: Sequence[float]
+) -> dict[str, list[float | None]]:
+    """Per axial slice: kidney and tumor areas in cm² of each label map given, and with both the
+    slice's kidney+tumor and tumor Dice (None where neither map has that structure on the slice)."""
+    pixel_cm2 = float(spacing[1]) * float(spacing[2]) / 100.0
+    table: dict[str, list[float | None]] = {}
+    for name, label in (("prediction", prediction), ("truth", truth)):
+        if label is not None:
+            table[f"{name}_kidney_cm2"] = _areas(label == 1, pixel_cm2)
+            table[f"{name}_tumor_cm2"] = _areas(label == 2, pixel_cm2)
+    if prediction is not None and truth is not None:
+        table["kidney_tumor_dice"] = _slice_dice(prediction > 0, truth > 0)
+        table["tumor_dice"] = _slice_dice(prediction == 2, truth == 2)
+    return table
+
+
+def viewer_html(
+    image_hu: np.ndarray,
+    out_html: str | Path,
+    *,
+    prediction: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    title: str = "",
+    window: tuple[float, float] = ABDOMEN_WINDOW,
+) -> Path:
+    """Write the page for one canonical CT (slice, row, column) and its label maps, atomically.
+    It opens at the slice of the largest tumor (of the truth when given, else of the prediction)."""
+    image = np.asarray(image_hu)
+    if image.ndim != 3:
+        raise ValueError(f"{title}: CT must be 3D (slice, row, column), got shape {image.shape}")
+    for name, label in (("prediction", prediction), ("truth", truth)):
+        if label is not None and np.shape(label) != image.shape:
+            raise ValueError(f"{title}: {name} shape {np.shape(label)} differs from CT shape {image.shape}")
+    data = {
+        "title": title,
+        "shape": list(image.shape),
+        "spacing": [float(s) for s in spacing],
+        "window": [float(window[0]), float(window[1])],
+        "colors": {"1": KIDNEY_COLOR, "2": TUMOR_COLOR},
+        "labelStep": LABEL_GREY_STEP,
+        "start": pick_slice(truth, prediction) if (truth is not None or prediction is not None) else 0,
+        "ct": [_data_url(ct_to_grey(s, window), "JPEG") for s in image],
+        "prediction": _label_urls(prediction),
+        "truth": _label_urls(truth),
+        "table": slice_table(prediction, truth, spacing),
+    }
+    # "</" cannot end the script element early once escaped; base64 and numbers hold no "<"
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    template = files("nephroseg.report").joinpath("viewer.html").read_text(encoding="utf-8")
+    out = Path(out_html)
+    atomic_write_text(out, template.replace(DATA_MARK, payload, 1))
+    return out
+
+
+def _is_viewer_page(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return PAGE_MARK.encode() in handle.read(16384)  # the mark stands before the slices
+
+
+def _label_urls(label: np.ndarray | None) -> list[str] | None:
+    if label is None:
+        return None
+    grey = np.asarray(label).astype(np.uint8) * np.uint8(LABEL_GREY_STEP)
+    return [_data_url(s, "PNG") for s in grey]
+
+
+def _data_url(grey: np.ndarray, image_format: str) -> str:
+    buffer = io.BytesIO()
+    options = {"quality": CT_JPEG_QUALITY} if image_format == "JPEG" else {"optimize": True}
+    Image.fromarray(np.ascontiguousarray(grey, dtype=np.uint8)).save(buffer, format=image_format, **options)
+    mime = "image/jpeg" if image_format == "JPEG" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
+
+
+def _areas(mask: np.ndarray, pixel_cm2: float) -> list[float | None]:
+    return [round(float(n) * pixel_cm2, 3) for n in mask.sum(axis=(1, 2))]
+
+
+def _slice_dice(predicted: np.ndarray, true: np.ndarray) -> list[float | None]:
+    both = (predicted & true).sum(axis=(1, 2)).astype(np.float64)
+    total = predicted.sum(axis=(1, 2)).astype(np.float64) + true.sum(axis=(1, 2))
+    return [None if t == 0 else round(2.0 * b / t, 4) for b, t in zip(both, total, strict=True)]
