@@ -22,7 +22,14 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume
 from nephroseg.report import pick_slice
 from nephroseg.report.build import build_report
-from nephroseg.report.viewer import LABEL_GREY_STEP, ct_to_grey, slice_table, view_case, viewer_html
+from nephroseg.report.viewer import (
+    LABEL_GREY_STEP,
+    ct_to_grey,
+    slice_table,
+    start_point,
+    view_case,
+    viewer_html,
+)
 
 PAGE_DATA = re.compile(r'<script type="application/json" id="nephroseg-data">(.*?)</script>', re.S)
 
@@ -64,6 +71,20 @@ def test_slice_areas_and_dice_by_hand():
     assert set(slice_table(prediction, None, (1, 1, 1))) == {"prediction_kidney_cm2", "prediction_tumor_cm2"}
 
 
+def test_the_page_opens_at_the_centre_of_the_largest_tumor():
+    truth = np.zeros((5, 12, 14), np.uint8)
+    truth[1, 2:9, 2:11] = 1
+    truth[3, 2:6, 6:9] = 1
+    truth[3, 3:6, 6:9] = 2  # rows 3-5, columns 6-8
+    prediction = np.zeros_like(truth)
+    prediction[4, 0:2, 0:4] = 2  # a larger predicted tumor would not move the truth's point
+    assert start_point(truth, prediction, truth.shape) == (3, 4, 7)
+    assert start_point(None, prediction, truth.shape) == (4, 0, 2)  # rows 0-1 → 0.5 rounds to even
+    kidneys_only = np.where(truth == 2, 1, truth)
+    assert start_point(kidneys_only, None, truth.shape) == (1, 5, 6)  # rows 2-8, columns 2-10
+    assert start_point(None, None, truth.shape) == (2, 6, 7)
+
+
 def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
     image, truth = blob_case(shape=(7, 24, 30), seed=3)
     prediction = np.roll(truth, 2, axis=2)
@@ -79,7 +100,7 @@ def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
     data = page_data(out)
     assert data["title"] == "c</script>"  # escaped inside the page, intact once parsed
     assert data["shape"] == [7, 24, 30] and data["spacing"] == [3.0, 0.8, 0.7]
-    assert data["start"] == pick_slice(truth, prediction)
+    assert data["point"] == list(start_point(truth, prediction, image.shape))
     assert len(data["ct"]) == len(data["prediction"]) == len(data["truth"]) == 7
     for z in range(7):
         assert np.array_equal(decode(data["prediction"][z]) // LABEL_GREY_STEP, prediction[z])
@@ -95,7 +116,7 @@ def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
 def test_page_without_labels_and_shape_checks(tmp_path: Path):
     image, _ = blob_case(shape=(4, 10, 12))
     data = page_data(viewer_html(image, tmp_path / "ct.html"))
-    assert data["prediction"] is None and data["truth"] is None and data["start"] == 0
+    assert data["prediction"] is None and data["truth"] is None and data["point"] == [2, 5, 6]
     with pytest.raises(ValueError, match="prediction shape"):
         viewer_html(image, tmp_path / "bad.html", prediction=np.zeros((4, 10, 11), np.uint8))
     with pytest.raises(ValueError, match="must be 3D"):
@@ -120,7 +141,12 @@ const frame = new Uint8ClampedArray(100);
 paintEdges(frame, ring, 5, 5, {1: [1,1,1], 2: [9,9,9]});
 const edges = []; for (let i = 0; i < 25; i++) if (frame[4 * i] === 9) edges.push(i);
 const rows = sliceRows({prediction_kidney_cm2: [1.234], prediction_tumor_cm2: [null]}, 0);
-console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows}));
+const volume = new Uint8Array(60).map((_, i) => i);  // shape (3, 4, 5)
+const planes = [[0, 1], [1, 2], [2, 3]].map(([axis, index]) => {
+  const p = plane(volume, [3, 4, 5], axis, index);
+  return [p.width, p.height, Array.from(p.data)];
+});
+console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows, planes}));
 """
     )
     result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60, check=True)
@@ -131,6 +157,11 @@ console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows}));
     assert got["pixels"][8:] == [152, 124, 60, 255, 0, 0, 0, 255]
     assert got["edges"] == [6, 7, 8, 11, 13, 16, 17, 18]  # the 3×3 block's ring, not its centre
     assert got["rows"] == [["prediction", "1.23", "—"]]
+    volume = np.arange(60).reshape(3, 4, 5)  # the three planes through it, as numpy cuts them
+    for (width, height, values), cut in zip(
+        got["planes"], (volume[1], volume[:, 2], volume[:, :, 3]), strict=True
+    ):
+        assert (height, width) == cut.shape and values == cut.ravel().tolist()
 
 
 def write_case(root: Path, spacing=(3.0, 1.2, 1.2)) -> Path:
@@ -231,7 +262,8 @@ BROWSER = next(
 
 @pytest.mark.skipif(BROWSER is None, reason="no headless Chromium installed")
 def test_page_draws_in_a_headless_browser(tmp_path: Path):
-    """The whole script runs: after the first slice is drawn its row of areas and Dice is on the page."""
+    """The whole script runs: every slice loads, and once the three planes are drawn the first slice's
+    areas and Dice are on the page."""
     image, truth = blob_case(shape=(9, 30, 36), seed=5)
     prediction = np.roll(truth, 1, axis=1)
     page = viewer_html(
@@ -251,6 +283,7 @@ def test_page_draws_in_a_headless_browser(tmp_path: Path):
         text=True,
         timeout=120,
     )
+    assert '<div id="status"></div>' in result.stdout  # every slice decoded, no error shown
     (info,) = re.findall(r'<table id="info">(.*?)</table>', result.stdout)
     z, table = pick_slice(truth, prediction), slice_table(prediction, truth, (2.0, 1.0, 1.0))
     assert f"slice {z + 1} of 9 ({z * 2.0:.1f} mm)" in info

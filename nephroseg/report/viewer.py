@@ -90,6 +90,22 @@ def slice_table(
     return table
 
 
+def start_point(
+    truth: np.ndarray | None, prediction: np.ndarray | None, shape: Sequence[int]
+) -> tuple[int, int, int]:
+    """Where the page opens, (slice, row, column): on ``pick_slice``'s slice (the largest tumor),
+    at the centre of the tumor there (truth first), else of the kidneys; else the volume's centre."""
+    present = [np.asarray(m) for m in (truth, prediction) if m is not None]
+    if not present:
+        return shape[0] // 2, shape[1] // 2, shape[2] // 2
+    z = pick_slice(truth, prediction)
+    for structure in [m[z] == 2 for m in present] + [m[z] > 0 for m in present]:
+        if structure.any():
+            rows, cols = np.nonzero(structure)
+            return z, round(float(rows.mean())), round(float(cols.mean()))
+    return z, shape[1] // 2, shape[2] // 2
+
+
 def viewer_html(
     image_hu: np.ndarray,
     out_html: str | Path,
@@ -101,7 +117,7 @@ def viewer_html(
     window: tuple[float, float] = ABDOMEN_WINDOW,
 ) -> Path:
     """Write the page for one canonical CT (slice, row, column) and its label maps, atomically.
-    It opens at the slice of the largest tumor (of the truth when given, else of the prediction)."""
+    It opens at the largest tumor of the truth when given, else of the prediction (``start_point``)."""
     image = np.asarray(image_hu)
     if image.ndim != 3:
         raise ValueError(f"{title}: CT must be 3D (slice, row, column), got shape {image.shape}")
@@ -115,7 +131,7 @@ def viewer_html(
         "window": [float(window[0]), float(window[1])],
         "colors": {"1": KIDNEY_COLOR, "2": TUMOR_COLOR},
         "labelStep": LABEL_GREY_STEP,
-        "start": pick_slice(truth, prediction) if (truth is not None or prediction is not None) else 0,
+        "point": list(start_point(truth, prediction, image.shape)),
         "ct": [_data_url(ct_to_grey(s, window), "JPEG") for s in image],
         "prediction": _label_urls(prediction),
         "truth": _label_urls(truth),
