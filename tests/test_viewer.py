@@ -200,6 +200,7 @@ def test_view_bad_input_one_line_and_nothing_written(tmp_path: Path, capsys):
         (["--pred", str(other), "-o", str(tmp_path / "a.html")], "other.nii.gz: label shape"),
         (["-o", str(tmp_path / "a.nii.gz")], "a.nii.gz: the viewer is an HTML page"),
         (["-o", str(notes)], "notes.html: exists and is not a nephroseg viewer page"),
+        (["--window", "300", "-100", "-o", str(tmp_path / "a.html")], "--window: 300 to -100 HU: the upper"),
         (["--pred", str(tmp_path / "missing.nii.gz"), "-o", str(tmp_path / "a.html")], "missing.nii.gz"),
     ]
     for args, message in cases:

@@ -1,10 +1,11 @@
 """One case in the browser: a self-contained HTML page to scroll through a CT with its labels.
 
-Nothing to install, serve or upload: the slices travel inside the file (the CT as JPEG in one
-window, each label map as lossless PNG) and a short script (``viewer.html`` beside this module)
-draws them on a canvas, the prediction filled and the ground truth outlined, with each slice's
-areas and Dice. Slices are ``array[z]`` of the canonical I-P-L orientation: shown the radiological
-way, anterior up and the patient's right on the left.
+Nothing to install, serve or upload: the axial slices travel inside the file (the CT as JPEG in
+one window, each label map as lossless PNG) and a short script (``viewer.html`` beside this module)
+stacks them again and draws the axial, coronal and sagittal planes through one point, the
+prediction filled and the ground truth outlined, with each slice's areas and Dice. Axial slices are
+``array[z]`` of the canonical I-P-L orientation: shown the radiological way, anterior up and the
+patient's right on the left.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def view_case(
     which brings its own segmentation as the truth) and its label maps, check that they lie on the
     CT's grid, and write the page. An existing file is replaced only when it is such a page."""
     image_path, out = Path(image_path), Path(out_html)
+    if not window[1] > window[0]:
+        raise NephrosegInputError(
+            "--window", f"{window[0]:g} to {window[1]:g} HU: the upper must exceed the lower"
+        )
     if out.suffix.lower() not in HTML_SUFFIXES:
         raise NephrosegInputError(out, "the viewer is an HTML page: give the output a .html name")
     if out.exists() and not _is_viewer_page(out):
