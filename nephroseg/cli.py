@@ -421,6 +421,7 @@ def demo(
     )
     result = run_demo(out, settings=settings, progress=progress)
     typer.echo(f"report: {result.report}")
+    typer.echo(f"viewer: {result.report.parent / 'viewer'} (a page per case: open one in a browser)")
     typer.echo(f"composite_dice={result.composite_dice:.4f}")
 
 

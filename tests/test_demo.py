@@ -27,6 +27,8 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
         "case_00004.nii.gz",
     ]
     assert (out / "report.md").is_file() and (out / "figures" / "curves.png").is_file()
+    assert sorted(p.name for p in (out / "viewer").iterdir()) == ["case_00003.html", "case_00004.html"]
+    assert f"viewer: {out / 'viewer'}" in stdout
     assert (out / "run" / "checkpoints" / "best.pt").is_file()
     assert (out / "run_coarse" / "checkpoints" / "best.pt").is_file()
     assert f"| coarse stage (finds the kidneys) | {out / 'run_coarse'} |" in (out / "report.md").read_text()
