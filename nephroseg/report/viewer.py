@@ -82,16 +82,26 @@ def slice_table(
     prediction: np.ndarray | None, truth: np.ndarray | None, spacing: Sequence[float]
 ) -> dict[str, list[float | None]]:
     """Per axial slice: kidney and tumor areas in cm² of each label map given, and with both the
-    slice's kidney+tumor and tumor Dice (None where neither map has that structure on the slice)."""
+    slice's kidney+tumor and tumor Dice (None where neither map has that structure on the slice).
+    Counted slice by slice: no whole-volume temporaries beside the label maps."""
     pixel_cm2 = float(spacing[1]) * float(spacing[2]) / 100.0
-    table: dict[str, list[float | None]] = {}
-    for name, label in (("prediction", prediction), ("truth", truth)):
-        if label is not None:
-            table[f"{name}_kidney_cm2"] = _areas(label == 1, pixel_cm2)
-            table[f"{name}_tumor_cm2"] = _areas(label == 2, pixel_cm2)
-    if prediction is not None and truth is not None:
-        table["kidney_tumor_dice"] = _slice_dice(prediction > 0, truth > 0)
-        table["tumor_dice"] = _slice_dice(prediction == 2, truth == 2)
+    maps = {
+        name: label for name, label in (("prediction", prediction), ("truth", truth)) if label is not None
+    }
+    table: dict[str, list[float | None]] = {
+        f"{name}_{structure}_cm2": [] for name in maps for structure in ("kidney", "tumor")
+    }
+    if len(maps) == 2:
+        table["kidney_tumor_dice"], table["tumor_dice"] = [], []
+    depth = next(iter(maps.values())).shape[0] if maps else 0
+    for z in range(depth):
+        for name, label in maps.items():
+            table[f"{name}_kidney_cm2"].append(round(np.count_nonzero(label[z] == 1) * pixel_cm2, 3))
+            table[f"{name}_tumor_cm2"].append(round(np.count_nonzero(label[z] == 2) * pixel_cm2, 3))
+        if len(maps) == 2:
+            predicted, true = maps["prediction"][z], maps["truth"][z]
+            table["kidney_tumor_dice"].append(_dice(predicted > 0, true > 0))
+            table["tumor_dice"].append(_dice(predicted == 2, true == 2))
     return table
 
 
@@ -160,8 +170,7 @@ def _is_viewer_page(path: Path) -> bool:
 def _label_urls(label: np.ndarray | None) -> list[str] | None:
     if label is None:
         return None
-    grey = np.asarray(label).astype(np.uint8) * np.uint8(LABEL_GREY_STEP)
-    return [_data_url(s, "PNG") for s in grey]
+    return [_data_url(np.asarray(s, dtype=np.uint8) * np.uint8(LABEL_GREY_STEP), "PNG") for s in label]
 
 
 def _data_url(grey: np.ndarray, image_format: str) -> str:
@@ -172,11 +181,6 @@ def _data_url(grey: np.ndarray, image_format: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def _areas(mask: np.ndarray, pixel_cm2: float) -> list[float | None]:
-    return [round(float(n) * pixel_cm2, 3) for n in mask.sum(axis=(1, 2))]
-
-
-def _slice_dice(predicted: np.ndarray, true: np.ndarray) -> list[float | None]:
-    both = (predicted & true).sum(axis=(1, 2)).astype(np.float64)
-    total = predicted.sum(axis=(1, 2)).astype(np.float64) + true.sum(axis=(1, 2))
-    return [None if t == 0 else round(2.0 * b / t, 4) for b, t in zip(both, total, strict=True)]
+def _dice(predicted: np.ndarray, true: np.ndarray) -> float | None:
+    total = np.count_nonzero(predicted) + np.count_nonzero(true)
+    return None if total == 0 else round(2.0 * np.count_nonzero(predicted & true) / total, 4)
