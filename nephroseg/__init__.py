@@ -7,6 +7,7 @@ The Python API and the command line are the same functions::
     run = nephroseg.train("data", nephroseg.load_recipe("resunet25d", profile="demo_coarse"), "run")
     nephroseg.predict("scans/", "labels/", ["run"])
     nephroseg.evaluate("labels/", "data/").mean["composite_dice"]
+    nephroseg.view("data/case_00003", "case_00003.html", prediction_path="labels/case_00003.nii.gz")
 
 Attributes are imported on first use so that ``import nephroseg`` stays cheap.
 """
@@ -27,6 +28,7 @@ _API = {
     "predict": ("nephroseg.inference", "predict"),
     "evaluate": ("nephroseg.metrics", "evaluate_folders"),
     "report": ("nephroseg.report.build", "build_report"),
+    "view": ("nephroseg.report.viewer", "view_case"),
     "run_demo": ("nephroseg.demo", "run_demo"),
 }
 

@@ -18,6 +18,7 @@ from conftest import blob_case, files_under, kits_affine, save_nifti
 from PIL import Image
 from test_cli import run_cli
 
+import nephroseg
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume
 from nephroseg.report import pick_slice
@@ -174,6 +175,7 @@ def write_case(root: Path, spacing=(3.0, 1.2, 1.2)) -> Path:
 
 
 def test_view_case_folder_brings_its_truth(tmp_path: Path, capsys):
+    assert nephroseg.view is view_case  # the Python API is the command
     root = write_case(tmp_path / "data")
     out = tmp_path / "v" / "case.html"
     code, stdout, _ = run_cli(
