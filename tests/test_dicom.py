@@ -292,3 +292,28 @@ def test_dicom_seg_needs_a_dicom_input(trained_run, tmp_path: Path, capsys) -> N
     code, _, err = run_cli([*args, "--no-progress"], capsys)
     assert code == 2 and "DICOM-SEG output needs a DICOM series" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_view_a_dicom_series_with_its_label_as_nifti(tmp_path: Path, ct, capsys) -> None:
+    """The viewer reads the series as predict does: the page's slices are the canonical volume's."""
+    from test_viewer import LABEL_GREY_STEP, decode, page_data
+
+    image, label = ct
+    write_series(tmp_path / "patient7", image.astype(np.float32))
+    nib.save(nib.Nifti1Image(label, _expected_affine()), tmp_path / "label.nii.gz")
+    out = tmp_path / "patient7.html"
+    args = ["view", str(tmp_path / "patient7"), "--gt", str(tmp_path / "label.nii.gz"), "-o", str(out)]
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    data = page_data(out)
+    canonical = read_dicom_series(tmp_path / "patient7")
+    truth = read_volume(tmp_path / "label.nii.gz", label=True).array
+    assert data["title"] == "patient7" and data["shape"] == list(canonical.array.shape)
+    grey = np.stack([decode(url) for url in data["ct"]]).astype(float)
+    # the CT and the label line up: kidney at 180 HU is grey 217, the background at -100 HU grey 38
+    assert grey[truth == 1].mean() > 200 and grey[truth == 0].mean() < 60
+    for z in range(truth.shape[0]):
+        assert np.array_equal(decode(data["truth"][z]) // LABEL_GREY_STEP, truth[z])
+    assert data["table"]["truth_tumor_cm2"] == [
+        round(np.count_nonzero(s == 2) * SPACING[1] * SPACING[2] / 100, 3) for s in truth
+    ]
