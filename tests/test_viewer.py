@@ -21,11 +21,14 @@ from test_cli import run_cli
 import nephroseg
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume
-from nephroseg.report import pick_slice
+from nephroseg.metrics.overlap import kits_scores
+from nephroseg.report import pick_slice, structure_volumes_ml
 from nephroseg.report.build import build_report
 from nephroseg.report.viewer import (
     LABEL_GREY_STEP,
+    case_summary,
     ct_to_grey,
+    slice_counts,
     slice_table,
     start_point,
     view_case,
@@ -69,7 +72,29 @@ def test_slice_areas_and_dice_by_hand():
     # slice 0 kidney+tumor: predicted 5, true 6, shared 4 → 8/11; slice 1: 0 of 1; slice 2: empty
     assert table["kidney_tumor_dice"] == [round(8 / 11, 4), 0.0, None]
     assert table["tumor_dice"] == [0.0, 0.0, None]
+    assert sorted(table) == sorted(
+        [f"{m}_{s}_cm2" for m in ("prediction", "truth") for s in ("kidney", "tumor")]
+        + ["kidney_tumor_dice", "tumor_dice"]
+    )
     assert set(slice_table(prediction, None, (1, 1, 1))) == {"prediction_kidney_cm2", "prediction_tumor_cm2"}
+
+
+def test_case_summary_agrees_with_the_metrics_and_the_report():
+    _, truth = blob_case(shape=(9, 30, 36), seed=2)
+    prediction = np.roll(truth, 2, axis=2)
+    spacing = (2.5, 0.7, 0.9)
+    summary = case_summary(slice_counts(prediction, truth), spacing)
+    scores = kits_scores(prediction, truth)
+    assert summary["kidney_tumor_dice"] == pytest.approx(scores.kidney_tumor_dice, abs=1e-12)
+    assert summary["tumor_dice"] == pytest.approx(scores.tumor_dice, abs=1e-12)
+    assert summary["composite_dice"] == pytest.approx(scores.composite_dice, abs=1e-12)
+    for name, label in (("prediction", prediction), ("truth", truth)):
+        volumes = structure_volumes_ml(label, spacing)
+        assert summary[f"{name}_kidney_ml"] == pytest.approx(volumes["kidney"], abs=0.005)
+        assert summary[f"{name}_tumor_ml"] == pytest.approx(volumes["tumor"], abs=0.005)
+    no_tumor = np.where(truth == 2, 1, truth)  # neither map holds a tumor: Dice 1.0 by convention
+    assert case_summary(slice_counts(no_tumor, no_tumor), spacing)["tumor_dice"] == 1.0
+    assert set(case_summary(slice_counts(None, truth), spacing)) == {"truth_kidney_ml", "truth_tumor_ml"}
 
 
 def test_the_page_opens_at_the_centre_of_the_largest_tumor():
@@ -147,7 +172,9 @@ const planes = [[0, 1], [1, 2], [2, 3]].map(([axis, index]) => {
   const p = plane(volume, [3, 4, 5], axis, index);
   return [p.width, p.height, Array.from(p.data)];
 });
-console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows, planes}));
+const summary = summaryText({prediction_kidney_ml: 360.84, prediction_tumor_ml: 0, truth_kidney_ml: 350.0,
+  truth_tumor_ml: 3.25, kidney_tumor_dice: 0.9834, tumor_dice: 0, composite_dice: 0.4917});
+console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows, planes, summary}));
 """
     )
     result = subprocess.run(["node", "-e", script], capture_output=True, text=True, timeout=60, check=True)
@@ -158,6 +185,10 @@ console.log(JSON.stringify({classes, pixels: Array.from(pixels), edges, rows, pl
     assert got["pixels"][8:] == [152, 124, 60, 255, 0, 0, 0, 255]
     assert got["edges"] == [6, 7, 8, 11, 13, 16, 17, 18]  # the 3×3 block's ring, not its centre
     assert got["rows"] == [["prediction", "1.23", "—"]]
+    assert got["summary"] == (
+        "prediction: kidney 360.8 ml, tumor 0.0 ml · truth: kidney 350.0 ml, tumor 3.3 ml · "
+        "case Dice: kidney+tumor 0.983, tumor 0.000, composite 0.492"
+    )
     volume = np.arange(60).reshape(3, 4, 5)  # the three planes through it, as numpy cuts them
     for (width, height, values), cut in zip(
         got["planes"], (volume[1], volume[:, 2], volume[:, :, 3]), strict=True
@@ -287,6 +318,8 @@ def test_page_draws_in_a_headless_browser(tmp_path: Path):
         timeout=120,
     )
     assert '<div id="status"></div>' in result.stdout  # every slice decoded, no error shown
+    summary = case_summary(slice_counts(prediction, truth), (2.0, 1.0, 1.0))
+    assert f"composite {summary['composite_dice']:.3f}</div>" in result.stdout
     (info,) = re.findall(r'<table id="info">(.*?)</table>', result.stdout)
     z, table = pick_slice(truth, prediction), slice_table(prediction, truth, (2.0, 1.0, 1.0))
     assert f"slice {z + 1} of 9 ({z * 2.0:.1f} mm)" in info

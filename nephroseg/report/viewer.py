@@ -30,6 +30,7 @@ LABEL_GREY_STEP = 127  # label k is stored as grey k·127, far apart should a br
 DATA_MARK = "/*NEPHROSEG_DATA*/"  # where the template takes the case's JSON
 PAGE_MARK = 'id="nephroseg-data"'  # how an existing page is known to be one of ours (safe to replace)
 HTML_SUFFIXES = (".html", ".htm")
+MAP_PREFIXES = ("prediction_", "truth_")  # slice_counts' keys of one map (the others compare the two)
 
 
 def view_case(
@@ -78,31 +79,63 @@ def ct_to_grey(image_hu: np.ndarray, window: tuple[float, float] = ABDOMEN_WINDO
     return np.rint(scaled).astype(np.uint8)
 
 
+def slice_counts(prediction: np.ndarray | None, truth: np.ndarray | None) -> dict[str, np.ndarray]:
+    """Voxel counts per axial slice, counted slice by slice (no whole-volume temporaries beside the
+    label maps): kidney and tumor of each map given; with both, the overlap and the sum of the two
+    sizes of kidney+tumor and of tumor, from which slice and case Dice follow."""
+    maps = {
+        name: label for name, label in (("prediction", prediction), ("truth", truth)) if label is not None
+    }
+    if not maps:
+        return {}
+    depth = next(iter(maps.values())).shape[0]
+    keys = [f"{name}_{structure}" for name in maps for structure in ("kidney", "tumor")]
+    keys += (
+        [f"{s}_{part}" for s in ("kidney_tumor", "tumor") for part in ("overlap", "sizes")]
+        if len(maps) == 2
+        else []
+    )
+    counts = {key: np.zeros(depth, dtype=np.int64) for key in keys}
+    for z in range(depth):
+        for name, label in maps.items():
+            counts[f"{name}_kidney"][z] = np.count_nonzero(label[z] == 1)
+            counts[f"{name}_tumor"][z] = np.count_nonzero(label[z] == 2)
+        if len(maps) == 2:
+            predicted, true = maps["prediction"][z], maps["truth"][z]
+            for structure, a, b in (
+                ("kidney_tumor", predicted > 0, true > 0),
+                ("tumor", predicted == 2, true == 2),
+            ):
+                counts[f"{structure}_overlap"][z] = np.count_nonzero(a & b)
+                counts[f"{structure}_sizes"][z] = np.count_nonzero(a) + np.count_nonzero(b)
+    return counts
+
+
 def slice_table(
     prediction: np.ndarray | None, truth: np.ndarray | None, spacing: Sequence[float]
 ) -> dict[str, list[float | None]]:
     """Per axial slice: kidney and tumor areas in cm² of each label map given, and with both the
-    slice's kidney+tumor and tumor Dice (None where neither map has that structure on the slice).
-    Counted slice by slice: no whole-volume temporaries beside the label maps."""
-    pixel_cm2 = float(spacing[1]) * float(spacing[2]) / 100.0
-    maps = {
-        name: label for name, label in (("prediction", prediction), ("truth", truth)) if label is not None
+    slice's kidney+tumor and tumor Dice (None where neither map has that structure on the slice)."""
+    return _table(slice_counts(prediction, truth), spacing)
+
+
+def case_summary(counts: dict[str, np.ndarray], spacing: Sequence[float]) -> dict[str, float]:
+    """Kidney and tumor volumes (ml) of each map and, with both, the case's KiTS Dice (1.0 where
+    neither map holds the structure, as ``metrics.dice``), from the per-slice counts."""
+    voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+    summary = {
+        f"{key}_ml": round(int(v.sum()) * voxel_ml, 2)
+        for key, v in counts.items()
+        if key.startswith(MAP_PREFIXES)
     }
-    table: dict[str, list[float | None]] = {
-        f"{name}_{structure}_cm2": [] for name in maps for structure in ("kidney", "tumor")
-    }
-    if len(maps) == 2:
-        table["kidney_tumor_dice"], table["tumor_dice"] = [], []
-    depth = next(iter(maps.values())).shape[0] if maps else 0
-    for z in range(depth):
-        for name, label in maps.items():
-            table[f"{name}_kidney_cm2"].append(round(np.count_nonzero(label[z] == 1) * pixel_cm2, 3))
-            table[f"{name}_tumor_cm2"].append(round(np.count_nonzero(label[z] == 2) * pixel_cm2, 3))
-        if len(maps) == 2:
-            predicted, true = maps["prediction"][z], maps["truth"][z]
-            table["kidney_tumor_dice"].append(_dice(predicted > 0, true > 0))
-            table["tumor_dice"].append(_dice(predicted == 2, true == 2))
-    return table
+    for structure in ("kidney_tumor", "tumor"):
+        if f"{structure}_sizes" in counts:
+            sizes = int(counts[f"{structure}_sizes"].sum())
+            overlap = int(counts[f"{structure}_overlap"].sum())
+            summary[f"{structure}_dice"] = 1.0 if sizes == 0 else 2.0 * overlap / sizes
+    if "tumor_dice" in summary:
+        summary["composite_dice"] = (summary["kidney_tumor_dice"] + summary["tumor_dice"]) / 2.0
+    return summary
 
 
 def start_point(
@@ -139,6 +172,7 @@ def viewer_html(
     for name, label in (("prediction", prediction), ("truth", truth)):
         if label is not None and np.shape(label) != image.shape:
             raise ValueError(f"{title}: {name} shape {np.shape(label)} differs from CT shape {image.shape}")
+    counts = slice_counts(prediction, truth)
     data = {
         "title": title,
         "shape": list(image.shape),
@@ -150,7 +184,8 @@ def viewer_html(
         "ct": [_data_url(ct_to_grey(s, window), "JPEG") for s in image],
         "prediction": _label_urls(prediction),
         "truth": _label_urls(truth),
-        "table": slice_table(prediction, truth, spacing),
+        "table": _table(counts, spacing),
+        "summary": case_summary(counts, spacing),
     }
     # "</" cannot end the script element early once escaped; base64 and numbers hold no "<"
     payload = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
@@ -181,6 +216,17 @@ def _data_url(grey: np.ndarray, image_format: str) -> str:
     return f"data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
-def _dice(predicted: np.ndarray, true: np.ndarray) -> float | None:
-    total = np.count_nonzero(predicted) + np.count_nonzero(true)
-    return None if total == 0 else round(2.0 * np.count_nonzero(predicted & true) / total, 4)
+def _table(counts: dict[str, np.ndarray], spacing: Sequence[float]) -> dict[str, list[float | None]]:
+    pixel_cm2 = float(spacing[1]) * float(spacing[2]) / 100.0
+    table: dict[str, list[float | None]] = {
+        f"{key}_cm2": [round(int(n) * pixel_cm2, 3) for n in v]
+        for key, v in counts.items()
+        if key.startswith(MAP_PREFIXES)
+    }
+    for structure in ("kidney_tumor", "tumor"):
+        if f"{structure}_sizes" in counts:
+            table[f"{structure}_dice"] = [
+                None if int(t) == 0 else round(2.0 * int(o) / int(t), 4)
+                for o, t in zip(counts[f"{structure}_overlap"], counts[f"{structure}_sizes"], strict=True)
+            ]
+    return table
