@@ -284,6 +284,9 @@ def test_report_links_a_page_per_case(kits_dir: Path, tmp_path: Path):
         assert np.array_equal(decode(data["prediction"][z]) // LABEL_GREY_STEP, predicted[z])
     report = (tmp_path / "report" / "report.md").read_text()
     assert "| viewer |" in report and "[html](viewer/case_00001.html)" in report
+    build_report(predictions, kits_dir, tmp_path / "no_truth", progress=False)
+    data = page_data(tmp_path / "no_truth" / "viewer" / "case_00001.html")
+    assert data["truth"] is None and set(data["summary"]) == {"prediction_kidney_ml", "prediction_tumor_ml"}
     build_report(predictions, kits_dir, tmp_path / "plain", gt_dir=kits_dir, viewer=False, progress=False)
     assert not (tmp_path / "plain" / "viewer").exists()
     assert "| viewer |" not in (tmp_path / "plain" / "report.md").read_text()
