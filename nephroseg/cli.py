@@ -380,10 +380,9 @@ def view(
     gt: Annotated[
         Path | None, typer.Option(help="Ground truth, drawn as outlines (a KiTS case folder brings its own).")
     ] = None,
-    window: Annotated[tuple[float, float], typer.Option(help="Display window in HU, lower and upper.")] = (
-        -160.0,
-        240.0,
-    ),
+    window: Annotated[
+        tuple[float, float], typer.Option(help="Display window in HU, lower and upper (level 40, width 400).")
+    ] = (-160.0, 240.0),  # report.plots.ABDOMEN_WINDOW, not imported here: matplotlib is slow to load
 ) -> None:
     """One case in the browser: a self-contained HTML page to scroll through the CT with its labels."""
     from nephroseg.report.viewer import view_case

@@ -4,6 +4,7 @@ the page's drawing functions run in node, and the command's bad input."""
 from __future__ import annotations
 
 import base64
+import inspect
 import io
 import json
 import re
@@ -19,11 +20,13 @@ from PIL import Image
 from test_cli import run_cli
 
 import nephroseg
+from nephroseg import cli
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume
 from nephroseg.metrics.overlap import kits_scores
 from nephroseg.report import pick_slice, structure_volumes_ml
 from nephroseg.report.build import build_report
+from nephroseg.report.plots import ABDOMEN_WINDOW
 from nephroseg.report.viewer import (
     LABEL_GREY_STEP,
     case_summary,
@@ -50,6 +53,7 @@ def decode(data_url: str) -> np.ndarray:
 
 
 def test_grey_levels_of_the_abdominal_window():
+    assert inspect.signature(cli.view).parameters["window"].default == ABDOMEN_WINDOW  # one window
     hu = np.array([-1000.0, -160.0, 0.0, 40.0, 240.0, 3000.0])
     # (HU + 160) · 255 / 400, rounded, clipped to 0..255
     assert ct_to_grey(hu, (-160.0, 240.0)).tolist() == [0, 0, 102, 128, 255, 255]
