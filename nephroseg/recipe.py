@@ -8,6 +8,7 @@ overrides single fields. Unknown keys and wrong types are refused with the key n
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from nephroseg.errors import NephrosegInputError
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+
+def find_recipes_dir(package_dir: Path, prefix: Path) -> Path:
+    """The project's ``recipes/``: beside the package in a checkout (the editable install of ``make``),
+    else where a wheel puts it (``share/nephroseg/recipes`` under the environment's prefix)."""
+    checkout = package_dir.parent / "recipes"
+    return checkout if checkout.is_dir() else prefix / "share" / "nephroseg" / "recipes"
+
+
+RECIPES_DIR = find_recipes_dir(Path(__file__).resolve().parent, Path(sys.prefix))
 
 
 class _Strict(BaseModel):

@@ -8,7 +8,7 @@ import pytest
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.models import build_model
-from nephroseg.recipe import available_recipes, load_recipe, parse_overrides
+from nephroseg.recipe import RECIPES_DIR, available_recipes, find_recipes_dir, load_recipe, parse_overrides
 
 
 def test_every_recipe_loads_and_builds_with_every_profile() -> None:
@@ -87,3 +87,13 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     path.write_text("name: [unclosed\n")
     with pytest.raises(NephrosegInputError, match="not valid YAML"):
         load_recipe(path)
+
+
+def test_recipes_are_found_in_a_checkout_and_where_a_wheel_puts_them(tmp_path: Path) -> None:
+    checkout = tmp_path / "repo"
+    (checkout / "nephroseg").mkdir(parents=True)
+    prefix = tmp_path / "venv"
+    assert find_recipes_dir(checkout / "nephroseg", prefix) == prefix / "share" / "nephroseg" / "recipes"
+    (checkout / "recipes").mkdir()
+    assert find_recipes_dir(checkout / "nephroseg", prefix) == checkout / "recipes"
+    assert Path(__file__).resolve().parents[1] / "recipes" == RECIPES_DIR  # this checkout's, as tests run
