@@ -24,13 +24,14 @@ from nephroseg import cli
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume
 from nephroseg.metrics.overlap import kits_scores
-from nephroseg.report import pick_slice, structure_volumes_ml
+from nephroseg.report import error_slice, pick_slice, structure_volumes_ml
 from nephroseg.report.build import build_report
 from nephroseg.report.plots import ABDOMEN_WINDOW
 from nephroseg.report.viewer import (
     LABEL_GREY_STEP,
     case_summary,
     ct_to_grey,
+    error_point,
     slice_counts,
     slice_table,
     start_point,
@@ -113,6 +114,11 @@ def test_the_page_opens_at_the_centre_of_the_largest_tumor():
     kidneys_only = np.where(truth == 2, 1, truth)
     assert start_point(kidneys_only, None, truth.shape) == (1, 5, 6)  # rows 2-8, columns 2-10
     assert start_point(None, None, truth.shape) == (2, 6, 7)
+    # most voxels wrong about tumor: slice 3 (the 9 missed) over slice 4 (the 8 false), at their centre
+    counts = slice_counts(prediction, truth)
+    assert error_point(counts, prediction, truth) == (3, 4, 7) and error_slice(truth, prediction) == 3
+    assert error_point(slice_counts(truth, truth), truth, truth) is None
+    assert error_point(slice_counts(None, truth), None, truth) is None
 
 
 def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
@@ -131,6 +137,7 @@ def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
     assert data["title"] == "c</script>"  # escaped inside the page, intact once parsed
     assert data["shape"] == [7, 24, 30] and data["spacing"] == [3.0, 0.8, 0.7]
     assert data["point"] == list(start_point(truth, prediction, image.shape))
+    assert data["errorPoint"][0] == error_slice(truth, prediction)
     assert len(data["ct"]) == len(data["prediction"]) == len(data["truth"]) == 7
     for z in range(7):
         assert np.array_equal(decode(data["prediction"][z]) // LABEL_GREY_STEP, prediction[z])

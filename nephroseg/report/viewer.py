@@ -154,6 +154,23 @@ def start_point(
     return z, shape[1] // 2, shape[2] // 2
 
 
+def error_point(
+    counts: dict[str, np.ndarray], prediction: np.ndarray | None, truth: np.ndarray | None
+) -> tuple[int, int, int] | None:
+    """Where the prediction is most wrong, (slice, row, column): the slice ``plots.error_slice``
+    picks (most voxels that disagree about tumor, else about kidney+tumor), found from the per-slice
+    counts (|A xor B| = |A| + |B| - 2 |A and B|), at the centre of the disagreement there."""
+    if prediction is None or truth is None:
+        return None
+    for structure, above in (("tumor", 1), ("kidney_tumor", 0)):
+        wrong = counts[f"{structure}_sizes"] - 2 * counts[f"{structure}_overlap"]
+        if wrong.max() > 0:
+            z = int(wrong.argmax())
+            rows, cols = np.nonzero((prediction[z] > above) != (truth[z] > above))
+            return z, round(float(rows.mean())), round(float(cols.mean()))
+    return None
+
+
 def viewer_html(
     image_hu: np.ndarray,
     out_html: str | Path,
@@ -181,6 +198,7 @@ def viewer_html(
         "colors": {"1": KIDNEY_COLOR, "2": TUMOR_COLOR},
         "labelStep": LABEL_GREY_STEP,
         "point": list(start_point(truth, prediction, image.shape)),
+        "errorPoint": error_point(counts, prediction, truth),
         "ct": [_data_url(ct_to_grey(s, window), "JPEG") for s in image],
         "prediction": _label_urls(prediction),
         "truth": _label_urls(truth),
