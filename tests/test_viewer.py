@@ -106,17 +106,24 @@ def test_the_page_opens_at_the_centre_of_the_largest_tumor():
     truth = np.zeros((5, 12, 14), np.uint8)
     truth[1, 2:9, 2:11] = 1
     truth[3, 2:6, 6:9] = 1
-    truth[3, 3:6, 6:9] = 2  # rows 3-5, columns 6-8
+    truth[3, 3:6, 6:9] = 2  # 9 voxels: rows 3-5, columns 6-8
     prediction = np.zeros_like(truth)
-    prediction[4, 0:2, 0:4] = 2  # a larger predicted tumor would not move the truth's point
-    assert start_point(truth, prediction, truth.shape) == (3, 4, 7)
-    assert start_point(None, prediction, truth.shape) == (4, 0, 2)  # rows 0-1 → 0.5 rounds to even
-    kidneys_only = np.where(truth == 2, 1, truth)
-    assert start_point(kidneys_only, None, truth.shape) == (1, 5, 6)  # rows 2-8, columns 2-10
-    assert start_point(None, None, truth.shape) == (2, 6, 7)
-    # most voxels wrong about tumor: slice 3 (the 9 missed) over slice 4 (the 8 false), at their centre
+    prediction[4, 0:2, 0:6] = 2  # 12 voxels: a larger predicted tumor does not move the truth's point
+    shape = truth.shape
+
+    def opening(prediction, truth):
+        point = start_point(slice_counts(prediction, truth), prediction, truth, shape)
+        if prediction is not None or truth is not None:
+            assert point[0] == pick_slice(truth, prediction)  # the overlay's slice
+        return point
+
+    assert opening(prediction, truth) == (3, 4, 7)
+    assert opening(prediction, None) == (4, 0, 2)  # rows 0-1, columns 0-5: .5 rounds to even
+    assert opening(None, np.where(truth == 2, 1, truth)) == (1, 5, 6)  # kidney: rows 2-8, columns 2-10
+    assert opening(None, None) == (2, 6, 7)
+    # most voxels wrong about tumor: slice 4 (the 12 false) over slice 3 (the 9 missed), at their centre
     counts = slice_counts(prediction, truth)
-    assert error_point(counts, prediction, truth) == (3, 4, 7) and error_slice(truth, prediction) == 3
+    assert error_point(counts, prediction, truth) == (4, 0, 2) and error_slice(truth, prediction) == 4
     assert error_point(slice_counts(truth, truth), truth, truth) is None
     assert error_point(slice_counts(None, truth), None, truth) is None
 
@@ -136,7 +143,7 @@ def test_page_carries_every_slice_back_to_the_voxel(tmp_path: Path):
     data = page_data(out)
     assert data["title"] == "c</script>"  # escaped inside the page, intact once parsed
     assert data["shape"] == [7, 24, 30] and data["spacing"] == [3.0, 0.8, 0.7]
-    assert data["point"] == list(start_point(truth, prediction, image.shape))
+    assert data["point"] == list(start_point(slice_counts(prediction, truth), prediction, truth, image.shape))
     assert data["errorPoint"][0] == error_slice(truth, prediction)
     assert len(data["ct"]) == len(data["prediction"]) == len(data["truth"]) == 7
     for z in range(7):

@@ -23,7 +23,7 @@ from PIL import Image
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import atomic_write_text, read_volume
 from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME, check_same_grid
-from nephroseg.report.plots import ABDOMEN_WINDOW, KIDNEY_COLOR, TUMOR_COLOR, pick_slice
+from nephroseg.report.plots import ABDOMEN_WINDOW, KIDNEY_COLOR, TUMOR_COLOR
 
 CT_JPEG_QUALITY = 90  # a 512×512 abdominal slice in ~40 kB; the labels, not the CT, must be exact
 LABEL_GREY_STEP = 127  # label k is stored as grey k·127, far apart should a browser adjust greys
@@ -139,19 +139,23 @@ def case_summary(counts: dict[str, np.ndarray], spacing: Sequence[float]) -> dic
 
 
 def start_point(
-    truth: np.ndarray | None, prediction: np.ndarray | None, shape: Sequence[int]
+    counts: dict[str, np.ndarray],
+    prediction: np.ndarray | None,
+    truth: np.ndarray | None,
+    shape: Sequence[int],
 ) -> tuple[int, int, int]:
-    """Where the page opens, (slice, row, column): on ``pick_slice``'s slice (the largest tumor),
-    at the centre of the tumor there (truth first), else of the kidneys; else the volume's centre."""
-    present = [np.asarray(m) for m in (truth, prediction) if m is not None]
-    if not present:
-        return shape[0] // 2, shape[1] // 2, shape[2] // 2
-    z = pick_slice(truth, prediction)
-    for structure in [m[z] == 2 for m in present] + [m[z] > 0 for m in present]:
-        if structure.any():
-            rows, cols = np.nonzero(structure)
-            return z, round(float(rows.mean())), round(float(cols.mean()))
-    return z, shape[1] // 2, shape[2] // 2
+    """Where the page opens, (slice, row, column): the slice ``plots.pick_slice`` picks (the largest
+    tumor area, truth first, else the largest kidney+tumor area), found from the per-slice counts, at
+    the centre of that structure there; the volume's centre without labels."""
+    present = [(name, m) for name, m in (("truth", truth), ("prediction", prediction)) if m is not None]
+    for structure in ("tumor", "kidney_tumor"):
+        for name, label in present:
+            area = counts[f"{name}_tumor"] + (counts[f"{name}_kidney"] if structure == "kidney_tumor" else 0)
+            if area.max() > 0:
+                z = int(area.argmax())
+                rows, cols = np.nonzero(label[z] == 2 if structure == "tumor" else label[z] > 0)
+                return z, round(float(rows.mean())), round(float(cols.mean()))
+    return shape[0] // 2, shape[1] // 2, shape[2] // 2
 
 
 def error_point(
@@ -197,7 +201,7 @@ def viewer_html(
         "window": [float(window[0]), float(window[1])],
         "colors": {"1": KIDNEY_COLOR, "2": TUMOR_COLOR},
         "labelStep": LABEL_GREY_STEP,
-        "point": list(start_point(truth, prediction, image.shape)),
+        "point": list(start_point(counts, prediction, truth, image.shape)),
         "errorPoint": error_point(counts, prediction, truth),
         "ct": [_data_url(ct_to_grey(s, window), "JPEG") for s in image],
         "prediction": _label_urls(prediction),
