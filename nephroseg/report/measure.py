@@ -42,7 +42,7 @@ class TumorFinding:
 def structure_volumes_ml(label: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
     """Volumes of kidney (label 1), tumor (label 2) and both together, in millilitres."""
     label = _checked_label(label)
-    voxel_ml = _voxel_volume_mm3(spacing) / MM3_PER_ML
+    voxel_ml = voxel_volume_ml(spacing)
     kidney = int(np.count_nonzero(label == KIDNEY))
     tumor = int(np.count_nonzero(label == TUMOR))
     return {
@@ -59,7 +59,7 @@ def kidney_side_volumes_ml(label: np.ndarray, spacing: Sequence[float]) -> dict[
     so a tumor bulging past the midline stays with its kidney; the two values sum to the total.
     """
     label = _checked_label(label)
-    voxel_ml = _voxel_volume_mm3(spacing) / MM3_PER_ML
+    voxel_ml = voxel_volume_ml(spacing)
     components, _ = ndimage.label(label > 0, structure=CONNECTIVITY_26)
     volumes = {"right": 0.0, "left": 0.0}
     for number, box in enumerate(ndimage.find_objects(components), start=1):
@@ -77,7 +77,7 @@ def tumor_findings(
     left out because a few stray voxels are segmentation noise, not a finding."""
     label = _checked_label(label)
     spacing_mm = _checked_spacing(spacing)
-    voxel_ml = float(np.prod(spacing_mm)) / MM3_PER_ML
+    voxel_ml = voxel_volume_ml(spacing_mm)
     components, _ = ndimage.label(label == TUMOR, structure=CONNECTIVITY_26)
     findings = []
     for number, box in enumerate(ndimage.find_objects(components), start=1):
@@ -177,5 +177,6 @@ def _checked_spacing(spacing: Sequence[float]) -> np.ndarray:
     return spacing_mm
 
 
-def _voxel_volume_mm3(spacing: Sequence[float]) -> float:
-    return float(np.prod(_checked_spacing(spacing)))
+def voxel_volume_ml(spacing: Sequence[float]) -> float:
+    """One voxel's volume in millilitres, from its (slice, row, column) size in mm."""
+    return float(np.prod(_checked_spacing(spacing))) / MM3_PER_ML

@@ -23,6 +23,7 @@ from PIL import Image
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import atomic_write_text, read_volume
 from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME, check_same_grid
+from nephroseg.report.measure import voxel_volume_ml
 from nephroseg.report.plots import ABDOMEN_WINDOW, KIDNEY_COLOR, TUMOR_COLOR
 
 CT_JPEG_QUALITY = 90  # a 512×512 abdominal slice in ~40 kB; the labels, not the CT, must be exact
@@ -122,7 +123,7 @@ def slice_table(
 def case_summary(counts: dict[str, np.ndarray], spacing: Sequence[float]) -> dict[str, float]:
     """Kidney and tumor volumes (ml) of each map and, with both, the case's KiTS Dice (1.0 where
     neither map holds the structure, as ``metrics.dice``), from the per-slice counts."""
-    voxel_ml = float(np.prod([float(s) for s in spacing])) / 1000.0
+    voxel_ml = voxel_volume_ml(spacing)
     summary = {
         f"{key}_ml": round(int(v.sum()) * voxel_ml, 2)
         for key, v in counts.items()
@@ -153,8 +154,7 @@ def start_point(
             area = counts[f"{name}_tumor"] + (counts[f"{name}_kidney"] if structure == "kidney_tumor" else 0)
             if area.max() > 0:
                 z = int(area.argmax())
-                rows, cols = np.nonzero(label[z] == 2 if structure == "tumor" else label[z] > 0)
-                return z, round(float(rows.mean())), round(float(cols.mean()))
+                return (z, *_centre(label[z] == 2 if structure == "tumor" else label[z] > 0))
     return shape[0] // 2, shape[1] // 2, shape[2] // 2
 
 
@@ -170,8 +170,7 @@ def error_point(
         wrong = counts[f"{structure}_sizes"] - 2 * counts[f"{structure}_overlap"]
         if wrong.max() > 0:
             z = int(wrong.argmax())
-            rows, cols = np.nonzero((prediction[z] > above) != (truth[z] > above))
-            return z, round(float(rows.mean())), round(float(cols.mean()))
+            return (z, *_centre((prediction[z] > above) != (truth[z] > above)))
     return None
 
 
@@ -215,6 +214,12 @@ def viewer_html(
     out = Path(out_html)
     atomic_write_text(out, template.replace(DATA_MARK, payload, 1))
     return out
+
+
+def _centre(mask: np.ndarray) -> tuple[int, int]:
+    """(row, column) of a non-empty 2D mask's centre, rounded to a pixel."""
+    rows, cols = np.nonzero(mask)
+    return round(float(rows.mean())), round(float(cols.mean()))
 
 
 def _is_viewer_page(path: Path) -> bool:
