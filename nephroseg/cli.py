@@ -316,8 +316,8 @@ def convert(
 
 @app.command()
 def evaluate(
-    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps.")],
-    gt: Annotated[Path, typer.Option(help="Folder of ground truth (KiTS layout or flat files).")],
+    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps (NIfTI, NRRD, MHA, DICOM-SEG).")],
+    gt: Annotated[Path, typer.Option(help="Folder of ground truth (KiTS layout, flat files, DICOM-SEG).")],
     out: Annotated[
         Path | None, typer.Option(help="Where metrics.csv and metrics.json go (default: --pred).")
     ] = None,
@@ -339,7 +339,7 @@ def evaluate(
 
 @app.command()
 def report(
-    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps.")],
+    pred: Annotated[Path, typer.Option(help="Folder of predicted label maps (NIfTI, NRRD, MHA, DICOM-SEG).")],
     images: Annotated[Path, typer.Option(help="Folder of the CT images (KiTS layout or flat files).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.md and figures/.")],
     gt: Annotated[Path | None, typer.Option(help="Ground truth, for Dice and overlays against it.")] = None,
@@ -376,7 +376,7 @@ def view(
         Path, typer.Argument(help="CT: a volume file, a DICOM series folder or a KiTS case folder.")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The page to write (*.html).")],
-    pred: Annotated[Path | None, typer.Option(help="Predicted label map, drawn filled.")] = None,
+    pred: Annotated[Path | None, typer.Option(help="Predicted labels (or DICOM-SEG), drawn filled.")] = None,
     gt: Annotated[
         Path | None, typer.Option(help="Ground truth, drawn as outlines (a KiTS case folder brings its own).")
     ] = None,

@@ -265,8 +265,6 @@ def test_dicom_seg_output_matches_the_nifti_output_voxel_for_voxel(
 ) -> None:
     import highdicom as hd
 
-    from nephroseg.io.dicom_seg import read_dicom_seg
-
     _, run = trained_run
     image, _ = ct
     write_series(tmp_path / "patient8", image.astype(np.float32))
@@ -274,9 +272,19 @@ def test_dicom_seg_output_matches_the_nifti_output_voxel_for_voxel(
     assert run_cli([*base, "-o", str(tmp_path / "nii")], capsys)[0] == 0
     code, _, err = run_cli([*base, "-o", str(tmp_path / "seg"), "--format", "dicom-seg"], capsys)
     assert code == 0, err
-    nifti = np.asarray(nib.load(tmp_path / "nii" / "patient8.nii.gz").dataobj)
-    from_seg = read_dicom_seg(tmp_path / "seg" / "patient8.dcm", tmp_path / "patient8")
-    np.testing.assert_array_equal(from_seg, nifti)
+    nifti = read_volume(tmp_path / "nii" / "patient8.nii.gz", label=True)
+    from_seg = read_volume(tmp_path / "seg" / "patient8.dcm", label=True)
+    np.testing.assert_array_equal(from_seg.array, nifti.array)
+    np.testing.assert_allclose(from_seg.affine, nifti.affine, atol=1e-6)
+    # the SEG folder is a folder of predictions like any other: scored against the NIfTI ones, reported
+    code, out, err = run_cli(
+        ["evaluate", "--pred", str(tmp_path / "seg"), "--gt", str(tmp_path / "nii")], capsys
+    )
+    assert code == 0 and "composite_dice=1.0000" in out, err
+    report = ["report", "--pred", str(tmp_path / "seg"), "--images", str(tmp_path / "patient8")]
+    code, _, err = run_cli([*report, "--out", str(tmp_path / "report"), "--no-progress"], capsys)
+    assert code == 0, err
+    assert (tmp_path / "report" / "viewer" / "patient8.html").is_file()
     seg = hd.seg.segread(tmp_path / "seg" / "patient8.dcm")
     labels = [d.SegmentLabel for d in seg.SegmentSequence]
     assert labels == ["Kidney", "Kidney tumor"]

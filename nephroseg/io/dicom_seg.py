@@ -87,14 +87,48 @@ def _segmentation(datasets, labels: np.ndarray, descriptions) -> hd.seg.Segmenta
     )
 
 
-def read_dicom_seg(path: str | Path, series_folder: str | Path, series_uid: str | None = None) -> np.ndarray:
-    """The label map (slices, rows, columns) in the series' stacking order."""
-    path, series_folder = Path(path), Path(series_folder)
+# Segments are matched to KiTS labels by their coded type, else by their label text; tumor words are
+# tried first ("renal tumor" is a tumor). Other segments (organs of a multi-organ SEG) are left out.
+KIDNEY_CODES = {"64033007", "9846003", "18639004"}  # SCT kidney, right kidney, left kidney
+TUMOR_CODES = {"108369006", "4147007", "363346000", "86049000"}  # neoplasm, mass, malignant neoplasm
+TUMOR_WORDS = ("tumor", "tumour", "neoplasm", "carcinoma", "mass", "cancer")
+KIDNEY_WORDS = ("kidney", "renal")
+
+
+def read_dicom_seg_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """A DICOM Segmentation as a KiTS label map on its own grid: (uint8 array in the SEG's frame
+    stacking, RAS affine). Where segments overlap, tumor wins over kidney. A SEG that omits empty
+    frames covers only the slices between its first and last segmented frame."""
+    path = Path(path)
     try:
         seg = hd.seg.segread(path)
     except Exception as err:  # pydicom/highdicom raise many types for a non-SEG file
         raise NephrosegInputError(path, f"not a readable DICOM Segmentation ({type(err).__name__})") from err
-    datasets, _ = sorted_slices(choose_series(series_folder, list_series(series_folder), series_uid))
-    uids = [str(ds.SOPInstanceUID) for ds in datasets]
-    pixels = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, combine_segments=True)
-    return np.asarray(pixels, dtype=np.uint8)
+    wanted = kits_label_of_segments(path, seg)
+    try:
+        volume = seg.get_volume(segment_numbers=list(wanted), combine_segments=False)
+    except (ValueError, RuntimeError) as err:
+        raise NephrosegInputError(path, f"its frames do not form one regular 3D volume ({err})") from err
+    masks = np.asarray(volume.array)
+    threshold = 0.5 if np.issubdtype(masks.dtype, np.floating) else 0  # FRACTIONAL: 0..1 after rescale
+    labels = np.zeros(masks.shape[:3], dtype=np.uint8)
+    for channel, value in enumerate(wanted.values()):  # kidney segments first, tumor last: tumor wins
+        labels[masks[..., channel] > threshold] = value
+    return labels, np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(volume.affine, dtype=np.float64)
+
+
+def kits_label_of_segments(path: Path, seg: hd.seg.Segmentation) -> dict[int, int]:
+    """Segment number → KiTS label (1 kidney, 2 tumor), tumor segments last so that they win."""
+    found: dict[int, int] = {}
+    segments = seg.SegmentSequence
+    for item in segments:
+        codes_ = {str(c.CodeValue) for c in item.get("SegmentedPropertyTypeCodeSequence", [])}
+        text = str(item.get("SegmentLabel", "")).lower()
+        if codes_ & TUMOR_CODES or any(word in text for word in TUMOR_WORDS):
+            found[int(item.SegmentNumber)] = 2
+        elif codes_ & KIDNEY_CODES or any(word in text for word in KIDNEY_WORDS):
+            found[int(item.SegmentNumber)] = 1
+    if not found:
+        names = ", ".join(f"{int(i.SegmentNumber)} '{i.get('SegmentLabel', '')}'" for i in segments)
+        raise NephrosegInputError(path, f"no kidney or tumor segment among its segments ({names})")
+    return dict(sorted(found.items(), key=lambda item: item[1]))

@@ -12,12 +12,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_write_text
-from nephroseg.io.volume import Volume, read_geometry, read_volume
+from nephroseg.io.volume import AFFINE_TOLERANCE_MM, Volume, read_geometry, read_volume
 
 CASE_PATTERN = re.compile(r"^case_\d{5}$")
 IMAGING_NAME = "imaging.nii.gz"
 SEGMENTATION_NAME = "segmentation.nii.gz"
-AFFINE_TOLERANCE_MM = 1e-3  # image and label grids must agree to a micrometre
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ def case_id_of(path: Path) -> str:
     """'case_00012.nii.gz' → 'case_00012'; KiTS submission names 'prediction_00012.nii.gz' map to the
     same id; any other file keeps its name without the NIfTI suffix."""
     name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break
@@ -32,7 +32,8 @@ def case_id_of(path: Path) -> str:
 
 def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
     """Map case id → file. ``member`` is the file looked for inside KiTS case folders
-    (imaging or segmentation); flat NIfTI files directly in the folder are taken too."""
+    (imaging or segmentation); flat volume files directly in the folder are taken too, and for
+    label maps DICOM Segmentation files (``predict --format dicom-seg`` writes ``NAME.dcm``)."""
     folder = Path(folder)
     if not folder.exists():
         raise NephrosegInputError(folder, "not found")
@@ -46,7 +47,7 @@ def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
     for entry in sorted(folder.iterdir()):
         if entry.is_dir() and CASE_PATTERN.match(entry.name) and (entry / member).is_file():
             found[entry.name] = entry / member
-        elif entry.is_file() and (is_nifti(entry) or is_itk(entry)) and not entry.name.startswith("."):
+        elif entry.is_file() and not entry.name.startswith(".") and _is_volume_file(entry, member):
             found[case_id_of(entry)] = entry
     if not found:
         raise NephrosegInputError(folder, f"no NIfTI volumes found (looked for *.nii.gz and case_*/{member})")
@@ -59,6 +60,12 @@ def images_by_case(folder: str | Path) -> dict[str, Path]:
 
 def labels_by_case(folder: str | Path) -> dict[str, Path]:
     return volumes_by_case(folder, SEGMENTATION_NAME)
+
+
+def _is_volume_file(path: Path, member: str) -> bool:
+    if is_nifti(path) or is_itk(path):
+        return True
+    return member == SEGMENTATION_NAME and path.suffix.lower() == ".dcm" and is_dicom_file(path)
 
 
 def _holds_dicom(folder: Path) -> bool:

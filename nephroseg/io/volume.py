@@ -28,6 +28,7 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # Voxel sizes outside this range are header faults, not scans (a header in metres gives 0.0008 mm; a
 # broken affine 1e6 mm); resampling them would make a one-pixel image or one of billions of pixels.
 SPACING_RANGE_MM = (0.01, 100.0)
+AFFINE_TOLERANCE_MM = 1e-3  # two grids whose voxels lie this close are one grid (a micrometre)
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,15 +232,18 @@ def _as_label_array(path: Path, data: np.ndarray) -> np.ndarray:
     return data.astype(np.uint8, copy=False)
 
 
-def read_volume(path: str | Path, *, label: bool = False) -> Volume:
-    """Read a NIfTI file into canonical orientation, refusing anything a model should not see.
+def read_volume(path: str | Path, *, label: bool = False, on_grid_of: Volume | None = None) -> Volume:
+    """Read a volume (NIfTI; NRRD, MetaImage or a DICOM series folder through ``_read_other_format``)
+    into canonical orientation, refusing anything a model should not see.
 
     ``label=True`` reads a KiTS label map (uint8 with values in {0, 1, 2}); otherwise intensities are
-    read as float32 with the header's slope and intercept applied.
+    read as float32 with the header's slope and intercept applied. A DICOM Segmentation file is read
+    as a label map too; one that omits empty frames covers only part of its CT, so ``on_grid_of``
+    (the CT's volume) places it on that grid. Other label files must match a grid as stored.
     """
     path = Path(path)
-    if path.is_dir() or is_itk_file(path):
-        return _read_other_format(path, label)
+    if path.is_dir() or is_itk_file(path) or is_single_dicom_file(path):
+        return _read_other_format(path, label, on_grid_of)
     image = _load_image(path)
     shape = _checked_shape(path, image.shape)
     affine = np.asarray(image.affine, dtype=np.float64)
@@ -257,8 +261,16 @@ def is_itk_file(path: Path) -> bool:
     return is_itk(path)
 
 
-def _read_other_format(path: Path, label: bool) -> Volume:
-    """A DICOM series folder or an NRRD / MetaImage file, under the same checks as NIfTI."""
+def is_single_dicom_file(path: Path) -> bool:
+    from nephroseg.io.dicom import is_dicom_file
+
+    return path.is_file() and not is_nifti(path) and is_dicom_file(path)
+
+
+def _read_other_format(path: Path, label: bool, on_grid_of: Volume | None = None) -> Volume:
+    """A DICOM series folder, a DICOM Segmentation or an NRRD / MetaImage file, under the same
+    checks as NIfTI."""
+    segmentation = False
     if path.is_dir():
         from nephroseg.io.dicom import read_dicom_series
 
@@ -266,6 +278,17 @@ def _read_other_format(path: Path, label: bool) -> Volume:
             raise NephrosegInputError(path, "a DICOM folder cannot be read as a label map")
         volume = read_dicom_series(path)
         data, affine = volume.to_source_orientation(volume.array), volume.source.affine
+    elif is_single_dicom_file(path):
+        if not label:
+            raise NephrosegInputError(
+                path,
+                "one DICOM file is not a CT volume: give the folder of its series "
+                "(a DICOM Segmentation file is read where a label map is asked for)",
+            )
+        from nephroseg.io.dicom_seg import read_dicom_seg_volume
+
+        data, affine = read_dicom_seg_volume(path)
+        segmentation = True
     else:
         from nephroseg.io.itk import read_itk
 
@@ -276,7 +299,30 @@ def _read_other_format(path: Path, label: bool) -> Volume:
     _check_finite(path, data)
     if label:
         data = _as_label_array(path, data)
-    return volume_from_array(data, affine, path=path)
+    volume = volume_from_array(data, affine, path=path)
+    if on_grid_of is not None and segmentation:
+        return place_on_grid(volume, on_grid_of, path)
+    return volume
+
+
+def place_on_grid(volume: Volume, grid: Volume, path: Path) -> Volume:
+    """``volume``'s voxels pasted into an empty label map on ``grid``'s grid, when they are a block of
+    it: the same spacing and directions, the origin on one of its voxels (to a micrometre)."""
+    to_grid = np.linalg.inv(grid.affine) @ volume.affine
+    offset = np.round(to_grid[:3, 3]).astype(int)
+    shift_mm = float(np.abs(grid.affine[:3, :3] @ (to_grid[:3, 3] - offset)).max())
+    if not np.allclose(to_grid[:3, :3], np.eye(3), atol=1e-4) or shift_mm > AFFINE_TOLERANCE_MM:
+        raise NephrosegInputError(
+            path,
+            f"does not lie on the grid of {grid.name} (another voxel size, direction or a "
+            f"shift of part of a voxel)",
+        )
+    stop = offset + np.array(volume.array.shape)
+    if (offset < 0).any() or (stop > np.array(grid.array.shape)).any():
+        raise NephrosegInputError(path, f"reaches outside the grid of {grid.name}")
+    placed = np.zeros(grid.array.shape, dtype=volume.array.dtype)
+    placed[tuple(slice(int(a), int(b)) for a, b in zip(offset, stop, strict=True))] = volume.array
+    return Volume(placed, grid.affine.copy(), grid.source)
 
 
 def read_geometry(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray]:

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io import atomic_write_text, read_volume
+from nephroseg.io import Volume, atomic_write_text, read_volume
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
+from nephroseg.io.volume import is_single_dicom_file
 from nephroseg.metrics.overlap import case_metrics
 
 
@@ -60,8 +61,7 @@ def evaluate_folders(
         raise NephrosegInputError(pred_dir, f"no prediction for {len(missing)} ground-truth case(s): {shown}")
     per_case = {}
     for case_id in sorted(set(truths) & set(predictions)):
-        truth = read_volume(truths[case_id], label=True)
-        prediction = read_volume(predictions[case_id], label=True)
+        truth, prediction = _read_pair(truths[case_id], predictions[case_id])
         check_same_grid(
             truths[case_id],
             predictions[case_id],
@@ -74,6 +74,16 @@ def evaluate_folders(
     if not per_case:
         raise NephrosegInputError(pred_dir, "no prediction matches a ground-truth case id")
     return Evaluation(per_case, mean_metrics(per_case))
+
+
+def _read_pair(truth_path: Path, prediction_path: Path) -> tuple[Volume, Volume]:
+    """Truth and prediction; a DICOM Segmentation (which may omit empty frames) is placed on the
+    grid of the other file, read first."""
+    if is_single_dicom_file(truth_path) and not is_single_dicom_file(prediction_path):
+        prediction = read_volume(prediction_path, label=True)
+        return read_volume(truth_path, label=True, on_grid_of=prediction), prediction
+    truth = read_volume(truth_path, label=True)
+    return truth, read_volume(prediction_path, label=True, on_grid_of=truth)
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:

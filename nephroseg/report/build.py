@@ -73,8 +73,10 @@ def build_report(
         for case_id, pred_path in predictions.items():
             bar.update(task, status=case_id)
             image = read_volume(images[case_id])
-            prediction = read_volume(pred_path, label=True)
-            truth = read_volume(truths[case_id], label=True).array if case_id in truths else None
+            prediction = read_volume(pred_path, label=True, on_grid_of=image)
+            truth = None
+            if case_id in truths:
+                truth = read_volume(truths[case_id], label=True, on_grid_of=image).array
             if prediction.array.shape != image.array.shape:
                 raise NephrosegInputError(
                     pred_path, f"shape {prediction.source.shape} differs from its image"

@@ -63,7 +63,7 @@ def view_case(
     labels = {}
     for name, path in (("prediction", prediction_path), ("truth", truth_path)):
         if path is not None:
-            label = read_volume(path, label=True)
+            label = read_volume(path, label=True, on_grid_of=image)  # a DICOM-SEG onto the CT
             check_same_grid(
                 image_path, Path(path), image.array.shape, image.affine, label.array.shape, label.affine
             )
