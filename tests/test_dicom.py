@@ -138,6 +138,40 @@ def test_a_transfer_syntax_without_a_decoder_is_refused_naming_it(tmp_path: Path
         read_dicom_series(tmp_path / "xl")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "shown"),
+    [
+        ("PixelSpacing", [0.8, 0.75], "PixelSpacing [0.8, 0.75] differs from"),
+        (
+            "ImageOrientationPatient",
+            [1, 0, 0, 0, 0.9998, 0.02],
+            "ImageOrientationPatient [1.0, 0.0, 0.0, 0.0, 0.9998, 0.02] differs from",
+        ),
+        ("Rows", None, "Rows 20 differs from"),
+        ("PixelSpacing", None, "no PixelSpacing, the slice cannot be placed"),
+    ],
+)
+def test_slices_that_do_not_match_are_refused(
+    tmp_path: Path, ct, key: str, value, shown: str, capsys
+) -> None:
+    """A slice of another size, spacing or orientation cannot be stacked: refused by name, not a
+    numpy error."""
+    image, _ = ct
+    paths = write_series(tmp_path / "mixed", image.astype(np.float32))
+    ds = pydicom.dcmread(paths[0] if shown.startswith("no ") else paths[3])
+    if value is None and key == "Rows":
+        ds.Rows, ds.PixelData = 20, ds.pixel_array[:20].tobytes()
+    elif value is None:
+        del ds[key]
+    else:
+        setattr(ds, key, value)
+    ds.save_as(ds.filename, enforce_file_format=True)
+    out = tmp_path / "ct.nii.gz"
+    code, _, err = run_cli(["convert", str(tmp_path / "mixed"), str(out)], capsys)
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'mixed'}: ") and shown in err
+    assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
 def test_uneven_slice_spacing_is_refused_with_the_steps(tmp_path: Path, ct) -> None:
     image, _ = ct
     paths = write_series(tmp_path / "uneven", image.astype(np.float32))
@@ -292,6 +326,44 @@ def test_dicom_seg_output_matches_the_nifti_output_voxel_for_voxel(
     assert seg.SegmentSequence[1].SegmentedPropertyTypeCodeSequence[0].CodeValue == "108369006"
     referenced = {r.SeriesInstanceUID for r in seg.ReferencedSeriesSequence}
     assert referenced == {pydicom.dcmread(next((tmp_path / "patient8").glob("*.dcm"))).SeriesInstanceUID}
+
+
+def test_predict_a_folder_of_patient_dicom_exports(trained_run, tmp_path: Path, ct, capsys) -> None:
+    """One subfolder per patient, its series directly inside or nested (patient/study/series as
+    hospital exports come): each is one case named by the subfolder, predicted as if given alone."""
+    _, run = trained_run
+    image, _ = ct
+    exports = tmp_path / "exports"
+    write_series(exports / "patientA", image.astype(np.float32))
+    write_series(
+        exports / "PAT2" / "STUDY1" / "SERIES3", image[::-1].astype(np.float32), origin=(-90.0, -70.0, 0.0)
+    )
+    (exports / "notes.txt").write_text("not a scan")
+    base = ["-m", str(run), "--no-progress"]
+    code, _, err = run_cli(["predict", "-i", str(exports), "-o", str(tmp_path / "out"), *base], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == [
+        "PAT2.nii.gz",
+        "patientA.nii.gz",
+    ]
+    for case, folder in (("patientA", exports / "patientA"), ("PAT2", exports / "PAT2")):
+        alone = tmp_path / f"{case}_alone.nii.gz"
+        assert run_cli(["predict", "-i", str(folder), "-o", str(alone), *base], capsys)[0] == 0
+        batch = read_volume(tmp_path / "out" / f"{case}.nii.gz", label=True)
+        np.testing.assert_array_equal(batch.array, read_volume(alone, label=True).array)
+        np.testing.assert_allclose(batch.source.affine, read_dicom_series(folder).source.affine, atol=1e-6)
+    report = [
+        "report",
+        "--pred",
+        str(tmp_path / "out"),
+        "--images",
+        str(exports),
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    code, _, err = run_cli([*report, "--no-progress"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "r" / "viewer").iterdir()) == ["PAT2.html", "patientA.html"]
 
 
 def test_dicom_seg_needs_a_dicom_input(trained_run, tmp_path: Path, capsys) -> None:

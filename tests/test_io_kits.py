@@ -65,8 +65,17 @@ def test_listing_maps_submission_names_to_case_ids(tmp_path: Path, kits_dir: Pat
     assert case_id_of(Path("case_00003.nii")) == "case_00003"
     assert sorted(images_by_case(kits_dir)) == ["case_00000", "case_00001", "case_00002"]
     assert labels_by_case(kits_dir)["case_00001"].name == "segmentation.nii.gz"
-    with pytest.raises(NephrosegInputError, match="no NIfTI volumes"):
+    with pytest.raises(NephrosegInputError, match=r"no volumes found \(looked for .*case_\*/segmentation"):
         labels_by_case(tmp_path / "empty")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    _, label = blob_case(seed=0)
+    for name in ("case_00004.nii.gz", "prediction_00004.nii.gz"):  # two names of one case
+        save_nifti(flat / name, label, kits_affine((3.0, 1.5, 1.5)), np.uint8)
+    with pytest.raises(
+        NephrosegInputError, match=r"two inputs for case 'case_00004': case_00004\.nii\.gz and pre"
+    ):
+        labels_by_case(flat)
 
 
 RECORD = {

@@ -23,6 +23,7 @@ from nephroseg.io.volume import Volume, volume_from_array
 GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
 UNEVEN_TOLERANCE = 0.01  # relative spread of steps accepted as even spacing
 TILT_TOLERANCE_MM = 0.01  # in-plane drift of slice origins per mm of stacking
+FRAME_KEYS = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")  # equal on every slice
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ def list_series(folder: str | Path) -> list[Series]:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
             continue
-        if "SeriesInstanceUID" in header and "ImagePositionPatient" in header:
+        if all(
+            key in header for key in ("SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient")
+        ):
             groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
     series = []
     for uid, members in groups.items():
@@ -94,26 +97,35 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     """The chosen series as a canonical ``Volume`` of HU (float32)."""
     folder = Path(folder)
+    datasets, files, affine = series_geometry(folder, series_uid)
+    array = np.stack([_hounsfield(folder, path, ds) for path, ds in zip(files, datasets, strict=True)])
+    return volume_from_array(array, affine, path=folder)
+
+
+def series_geometry(
+    folder: Path, series_uid: str | None = None
+) -> tuple[list[pydicom.Dataset], list[Path], np.ndarray]:
+    """The chosen CT series' datasets and files in stacking order and its affine (stored slice, row,
+    column → RAS mm), after every check the headers allow."""
     series = choose_series(folder, list_series(folder), series_uid)
     if series.modality.upper() != "CT":
         raise NephrosegInputError(
             folder, f"series {series.uid} is not CT (Modality {series.modality or 'missing'}): refused"
         )
     datasets, files = sorted_slices(series)
+    _check_same_frame(folder, datasets, files)
     orientation = np.array(datasets[0].ImageOrientationPatient, dtype=np.float64)
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
     step = _checked_step(folder, positions, normal, files)
     pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]  # (between rows, between columns)
-    array = np.stack([_hounsfield(folder, path, ds) for path, ds in zip(files, datasets, strict=True)])
     lps = np.eye(4)
     lps[:3, 0] = normal * step
     lps[:3, 1] = col_dir * pixel_spacing[0]
     lps[:3, 2] = row_dir * pixel_spacing[1]
     lps[:3, 3] = positions[0]
-    affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS → RAS
-    return volume_from_array(array, affine, path=folder)
+    return datasets, files, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS → RAS
 
 
 def sorted_slices(series: Series) -> tuple[list[pydicom.Dataset], list[Path]]:
@@ -124,6 +136,25 @@ def sorted_slices(series: Series) -> tuple[list[pydicom.Dataset], list[Path]]:
     along = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64) @ normal
     order = np.argsort(along, kind="stable")
     return [datasets[i] for i in order], [series.files[i] for i in order]
+
+
+def _check_same_frame(folder: Path, datasets: list[pydicom.Dataset], files: list[Path]) -> None:
+    """Every slice of one size, pixel spacing and orientation: a stack of them is one volume."""
+    first = datasets[0]
+    for key in FRAME_KEYS:
+        if first.get(key) is None:
+            raise NephrosegInputError(folder, f"{files[0].name}: no {key}, the slice cannot be placed")
+    for ds, path in zip(datasets[1:], files[1:], strict=True):
+        for key in FRAME_KEYS:
+            value, expected = ds.get(key), first.get(key)
+            if value is None or not np.allclose(
+                np.asarray(value, float), np.asarray(expected, float), atol=1e-4
+            ):
+                raise NephrosegInputError(
+                    folder,
+                    f"{path.name}: {key} {value} differs from {files[0].name}'s {expected} "
+                    "(the slices of one series must match)",
+                )
 
 
 def _checked_step(folder: Path, positions: np.ndarray, normal: np.ndarray, files: list[Path]) -> float:

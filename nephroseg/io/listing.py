@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.dicom import is_dicom_file
+from nephroseg.io.dicom import is_dicom_file, is_dicom_folder
 from nephroseg.io.itk import is_itk
 from nephroseg.io.kits import CASE_PATTERN, IMAGING_NAME, SEGMENTATION_NAME
 from nephroseg.io.volume import is_nifti
@@ -45,12 +45,26 @@ def volumes_by_case(folder: str | Path, member: str) -> dict[str, Path]:
         return {folder.name: folder}  # a DICOM series folder is one volume
     found: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue
         if entry.is_dir() and CASE_PATTERN.match(entry.name) and (entry / member).is_file():
-            found[entry.name] = entry / member
-        elif entry.is_file() and not entry.name.startswith(".") and _is_volume_file(entry, member):
-            found[case_id_of(entry)] = entry
+            case_id, path = entry.name, entry / member
+        elif entry.is_dir() and member == IMAGING_NAME and is_dicom_folder(entry):
+            case_id, path = entry.name, entry  # one patient's DICOM export: its CT series is chosen inside
+        elif entry.is_file() and _is_volume_file(entry, member):
+            case_id, path = case_id_of(entry), entry
+        else:
+            continue
+        if case_id in found:
+            raise NephrosegInputError(
+                folder, f"two inputs for case '{case_id}': {found[case_id].name} and {entry.name}"
+            )
+        found[case_id] = path
     if not found:
-        raise NephrosegInputError(folder, f"no NIfTI volumes found (looked for *.nii.gz and case_*/{member})")
+        dicom = ", folders of DICOM series" if member == IMAGING_NAME else ", DICOM-SEG *.dcm"
+        raise NephrosegInputError(
+            folder, f"no volumes found (looked for *.nii.gz, *.nii, *.nrrd, *.mha, case_*/{member}{dicom})"
+        )
     return found
 
 
