@@ -26,6 +26,7 @@ from test_cli import run_cli
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import read_volume, write_like
 from nephroseg.io.dicom import read_dicom_series
+from nephroseg.io.dicom_seg import write_dicom_seg
 from nephroseg.io.itk import read_itk, write_itk
 
 SPACING = (3.0, 0.8, 0.7)  # slice step, row spacing, column spacing (mm)
@@ -170,6 +171,73 @@ def test_slices_that_do_not_match_are_refused(
     code, _, err = run_cli(["convert", str(tmp_path / "mixed"), str(out)], capsys)
     assert code == 2 and err.startswith(f"error: {tmp_path / 'mixed'}: ") and shown in err
     assert len(err.strip().splitlines()) == 1 and not out.exists()
+
+
+def write_enhanced(slices: list[Path], target: Path, modality: str = "CT") -> Path:
+    """The single-frame series as one legacy-converted enhanced (multi-frame) image, as highdicom
+    converts them; frames in shuffled order."""
+    import highdicom as hd
+
+    kind = (
+        hd.legacy.LegacyConvertedEnhancedCTImage
+        if modality == "CT"
+        else hd.legacy.LegacyConvertedEnhancedMRImage
+    )
+    datasets = [pydicom.dcmread(path) for path in slices]
+    if modality == "MR":
+        for ds in datasets:
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.MRImageStorage
+    random.Random(5).shuffle(datasets)
+    uids = {"series_instance_uid": generate_uid(), "sop_instance_uid": generate_uid()}
+    image = kind(datasets, series_number=5, instance_number=1, **uids)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    image.save_as(target)
+    return target
+
+
+def test_enhanced_multiframe_ct_reads_as_its_single_frame_series(tmp_path: Path, ct) -> None:
+    image, label = ct
+    slices = write_series(tmp_path / "slices", image.astype(np.float32))
+    write_enhanced(slices, tmp_path / "enhanced" / "ct.dcm")
+    # a DICOM-SEG beside it has more frames (two segments × 8) and must not be taken for the CT
+    write_dicom_seg(label, tmp_path / "slices", tmp_path / "enhanced" / "seg.dcm")
+    single, enhanced = read_dicom_series(tmp_path / "slices"), read_dicom_series(tmp_path / "enhanced")
+    np.testing.assert_array_equal(enhanced.array, single.array)
+    np.testing.assert_allclose(enhanced.affine, single.affine, atol=1e-6)
+    mr = write_series(tmp_path / "mr", image.astype(np.float32), modality="MR")
+    write_enhanced(mr, tmp_path / "emr" / "mr.dcm", modality="MR")
+    with pytest.raises(NephrosegInputError, match=r"is not CT \(Modality MR\): refused"):
+        read_dicom_series(tmp_path / "emr")
+
+
+def test_predict_on_an_enhanced_ct(trained_run, tmp_path: Path, ct, capsys) -> None:
+    _, run = trained_run
+    image, _ = ct
+    slices = write_series(tmp_path / "slices", image.astype(np.float32))
+    write_enhanced(slices, tmp_path / "enhanced" / "ct.dcm")
+    base = ["-m", str(run), "--no-progress"]
+    for name in ("slices", "enhanced"):
+        code, _, err = run_cli(
+            ["predict", "-i", str(tmp_path / name), "-o", str(tmp_path / f"{name}.nii.gz"), *base], capsys
+        )
+        assert code == 0, err
+    from_slices = read_volume(tmp_path / "slices.nii.gz", label=True)
+    from_enhanced = read_volume(tmp_path / "enhanced.nii.gz", label=True)
+    np.testing.assert_array_equal(from_enhanced.array, from_slices.array)
+    np.testing.assert_allclose(from_enhanced.affine, from_slices.affine, atol=1e-6)
+    args = [
+        "predict",
+        "-i",
+        str(tmp_path / "enhanced"),
+        "-o",
+        str(tmp_path / "seg"),
+        *base,
+        "--format",
+        "dicom-seg",
+    ]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "DICOM-SEG output for an enhanced (multi-frame) CT is not supported" in err
+    assert not (tmp_path / "seg").exists()
 
 
 def test_uneven_slice_spacing_is_refused_with_the_steps(tmp_path: Path, ct) -> None:

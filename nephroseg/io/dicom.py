@@ -24,6 +24,18 @@ GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
 UNEVEN_TOLERANCE = 0.01  # relative spread of steps accepted as even spacing
 TILT_TOLERANCE_MM = 0.01  # in-plane drift of slice origins per mm of stacking
 FRAME_KEYS = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")  # equal on every slice
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+ENHANCED_VOLUME_CLASSES = {  # multi-frame images holding a whole volume (MR and PET: refused as not CT)
+    str(uid)
+    for uid in (
+        pydicom.uid.EnhancedCTImageStorage,
+        pydicom.uid.LegacyConvertedEnhancedCTImageStorage,
+        pydicom.uid.EnhancedMRImageStorage,
+        pydicom.uid.LegacyConvertedEnhancedMRImageStorage,
+        pydicom.uid.EnhancedPETImageStorage,
+        pydicom.uid.LegacyConvertedEnhancedPETImageStorage,
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,11 @@ class Series:
     description: str
     modality: str
     files: tuple[Path, ...]
+    slices: int  # one per single-frame file; an enhanced (multi-frame) file holds them all
+
+    @property
+    def multiframe(self) -> bool:
+        return self.slices > len(self.files)
 
 
 def is_dicom_file(path: Path) -> bool:
@@ -56,9 +73,7 @@ def list_series(folder: str | Path) -> list[Series]:
             header = pydicom.dcmread(path, stop_before_pixels=True)
         except (InvalidDicomError, OSError, ValueError, EOFError):
             continue
-        if all(
-            key in header for key in ("SeriesInstanceUID", "ImagePositionPatient", "ImageOrientationPatient")
-        ):
+        if "SeriesInstanceUID" in header and (_is_slice(header) or _frames(header) > 1):
             groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
     series = []
     for uid, members in groups.items():
@@ -69,6 +84,7 @@ def list_series(folder: str | Path) -> list[Series]:
                 str(first.get("SeriesDescription", "")),
                 str(first.get("Modality", "")),
                 tuple(path for path, _ in members),
+                sum(_frames(header) for _, header in members),
             )
         )
     if not series:
@@ -79,6 +95,18 @@ def list_series(folder: str | Path) -> list[Series]:
     return series
 
 
+def _is_slice(header: pydicom.Dataset) -> bool:
+    return "ImagePositionPatient" in header and "ImageOrientationPatient" in header
+
+
+def _frames(header: pydicom.Dataset) -> int:
+    """Frames of an enhanced (multi-frame) volume image; 1 for a slice, 0 for anything else (a
+    DICOM-SEG beside the CT is multi-frame too, and must not be taken for it)."""
+    if str(header.get("SOPClassUID", "")) in ENHANCED_VOLUME_CLASSES:
+        return int(header.get("NumberOfFrames", 1) or 1)
+    return 1 if _is_slice(header) else 0
+
+
 def choose_series(folder: Path, series: list[Series], series_uid: str | None) -> Series:
     if series_uid is not None:
         for candidate in series:
@@ -86,10 +114,10 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
                 return candidate
         known = ", ".join(s.uid for s in series)
         raise NephrosegInputError(folder, f"no series with SeriesInstanceUID {series_uid} (found: {known})")
-    largest = max(len(s.files) for s in series)
-    best = [s for s in series if len(s.files) == largest]
+    largest = max(s.slices for s in series)
+    best = [s for s in series if s.slices == largest]
     if len(best) > 1:
-        listing = "; ".join(f"{s.uid} '{s.description}' {s.modality} {len(s.files)} slices" for s in best)
+        listing = "; ".join(f"{s.uid} '{s.description}' {s.modality} {s.slices} slices" for s in best)
         raise NephrosegInputError(folder, f"several series could be the CT, pass --series-uid: {listing}")
     return best[0]
 
@@ -97,21 +125,27 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
 def read_dicom_series(folder: str | Path, series_uid: str | None = None) -> Volume:
     """The chosen series as a canonical ``Volume`` of HU (float32)."""
     folder = Path(folder)
-    datasets, files, affine = series_geometry(folder, series_uid)
-    array = np.stack([_hounsfield(folder, path, ds) for path, ds in zip(files, datasets, strict=True)])
+    series = choose_ct_series(folder, series_uid)
+    if series.multiframe:
+        array, affine = _read_enhanced(folder, series)
+    else:
+        datasets, files, affine = series_geometry(folder, series)
+        array = np.stack([_hounsfield(folder, path, ds) for path, ds in zip(files, datasets, strict=True)])
     return volume_from_array(array, affine, path=folder)
 
 
-def series_geometry(
-    folder: Path, series_uid: str | None = None
-) -> tuple[list[pydicom.Dataset], list[Path], np.ndarray]:
-    """The chosen CT series' datasets and files in stacking order and its affine (stored slice, row,
-    column → RAS mm), after every check the headers allow."""
+def choose_ct_series(folder: Path, series_uid: str | None = None) -> Series:
     series = choose_series(folder, list_series(folder), series_uid)
     if series.modality.upper() != "CT":
         raise NephrosegInputError(
             folder, f"series {series.uid} is not CT (Modality {series.modality or 'missing'}): refused"
         )
+    return series
+
+
+def series_geometry(folder: Path, series: Series) -> tuple[list[pydicom.Dataset], list[Path], np.ndarray]:
+    """A single-frame series' datasets and files in stacking order and its affine (stored slice,
+    row, column → RAS mm), after every check the headers allow."""
     datasets, files = sorted_slices(series)
     _check_same_frame(folder, datasets, files)
     orientation = np.array(datasets[0].ImageOrientationPatient, dtype=np.float64)
@@ -125,7 +159,31 @@ def series_geometry(
     lps[:3, 1] = col_dir * pixel_spacing[0]
     lps[:3, 2] = row_dir * pixel_spacing[1]
     lps[:3, 3] = positions[0]
-    return datasets, files, np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # LPS → RAS
+    return datasets, files, LPS_TO_RAS @ lps
+
+
+def _read_enhanced(folder: Path, series: Series) -> tuple[np.ndarray, np.ndarray]:
+    """An enhanced (multi-frame) CT: highdicom sorts its frames into a volume, checks that they are
+    evenly stacked and applies the rescale to HU."""
+    import highdicom as hd  # slow to import: only for enhanced images and DICOM-SEG
+
+    if len(series.files) > 1:
+        raise NephrosegInputError(
+            folder, f"series {series.uid} is split over {len(series.files)} multi-frame files: not supported"
+        )
+    path = series.files[0]
+    try:
+        volume = hd.imread(path).get_volume()
+    except Exception as err:  # highdicom and the pixel decoders raise many types
+        raise NephrosegInputError(
+            folder, f"{path.name}: its frames do not form one regular 3D volume ({type(err).__name__}: {err})"
+        ) from err
+    array = np.asarray(volume.array, dtype=np.float32)
+    if array.ndim != 3:
+        raise NephrosegInputError(
+            folder, f"{path.name}: frames of shape {array.shape[1:]} are not grey slices"
+        )
+    return array, LPS_TO_RAS @ np.asarray(volume.affine, dtype=np.float64)
 
 
 def sorted_slices(series: Series) -> tuple[list[pydicom.Dataset], list[Path]]:

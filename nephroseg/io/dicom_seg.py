@@ -17,7 +17,7 @@ from pydicom.uid import generate_uid
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_path
-from nephroseg.io.dicom import choose_series, list_series, sorted_slices
+from nephroseg.io.dicom import Series, choose_series, list_series, sorted_slices
 
 SEGMENTS = (
     ("Kidney", codes.SCT.Organ, codes.SCT.Kidney),
@@ -34,13 +34,23 @@ def _version() -> str:
         return "0"
 
 
+def seg_source_series(series_folder: Path, series_uid: str | None = None) -> Series:
+    """The series a DICOM-SEG of ours can reference: single-frame slices (checked before predicting)."""
+    series = choose_series(series_folder, list_series(series_folder), series_uid)
+    if series.multiframe:
+        raise NephrosegInputError(
+            series_folder,
+            "DICOM-SEG output for an enhanced (multi-frame) CT is not supported: use --format nifti",
+        )
+    return series
+
+
 def write_dicom_seg(
     labels: np.ndarray, series_folder: str | Path, target: str | Path, series_uid: str | None = None
 ) -> Path:
     """``labels`` (slices, rows, columns) in the series' stacking order, values 0, 1, 2."""
     series_folder, target = Path(series_folder), Path(target)
-    series = choose_series(series_folder, list_series(series_folder), series_uid)
-    datasets, _ = sorted_slices(series)
+    datasets, _ = sorted_slices(seg_source_series(series_folder, series_uid))
     if labels.shape != (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)):
         raise NephrosegInputError(target, f"label shape {labels.shape} does not match the series")
     algorithm = hd.AlgorithmIdentificationSequence(
