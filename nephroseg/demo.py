@@ -6,7 +6,6 @@ held-out cases, evaluate, and write the report. Every stage resumes: re-running 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,6 +94,7 @@ def run_demo(
     from nephroseg.inference import predict
     from nephroseg.metrics import evaluate_folders, write_evaluation
     from nephroseg.report.build import build_report
+    from nephroseg.runtime import usable_cpu_count
     from nephroseg.synth import synthesize_cohort
     from nephroseg.training import train
 
@@ -104,7 +104,7 @@ def run_demo(
     train_dir, test_dir = out / "data", out / "test"
     predictions, run_dir, coarse_dir = out / "predictions", out / "run", out / "run_coarse"
     config = settings.synth_config()
-    workers = len(os.sched_getaffinity(0))  # the files do not depend on it: not a recorded setting
+    workers = usable_cpu_count()  # the files do not depend on it: not a recorded setting
     synthesize_cohort(
         train_dir, settings.train_cases, settings.seed, config, progress=progress, workers=workers
     )

@@ -1,4 +1,4 @@
-"""Device choice shared by training and inference."""
+"""Device and CPU choices shared by training, inference and the demo."""
 
 from __future__ import annotations
 
@@ -7,6 +7,14 @@ import os
 import torch
 
 from nephroseg.errors import NephrosegInputError
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on: the affinity mask where the OS has one (Linux: a container's
+    or taskset's limit), else every CPU (macOS and Windows have no ``sched_getaffinity``)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def resolve_device(device: str) -> torch.device:

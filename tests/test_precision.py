@@ -5,6 +5,7 @@ sliding windows run in it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,16 @@ def test_3d_training_and_its_validation_use_mixed_precision_on_cuda_only() -> No
     assert training_precision(torch.device("cuda")) == "fp16"
     assert training_precision(torch.device("cpu")) == "fp32"
     assert runtime.autocast(torch.device("cpu"), training_precision(torch.device("cpu")))._enabled is False
+
+
+def test_usable_cpu_count_without_affinity_falls_back_to_every_cpu(monkeypatch) -> None:
+    """macOS and Windows have no os.sched_getaffinity: the demo's synthesis must still start."""
+    from nephroseg.runtime import usable_cpu_count
+
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cpu_count() == len(os.sched_getaffinity(0))
+        monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 7)
+    assert usable_cpu_count() == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: None)  # "cannot be determined"
+    assert usable_cpu_count() == 1
