@@ -96,6 +96,23 @@ def test_predict_single_file_to_named_output(trained_run, tmp_path: Path, capsys
         ["predict", "-i", str(source), "-o", str(target), "-m", str(run), "--no-progress"], capsys
     )
     assert code == 0 and files_under(tmp_path) == ["one.nii.gz"]
+    # a KiTS case folder to a named file: its imaging is the input (the folder was taken for DICOM)
+    code, _, err = run_cli(
+        [
+            "predict",
+            "-i",
+            str(source.parent),
+            "-o",
+            str(tmp_path / "two.nii.gz"),
+            "-m",
+            str(run),
+            "--no-progress",
+        ],
+        capsys,
+    )
+    assert code == 0, err
+    one, two = (np.asarray(nib.load(tmp_path / name).dataobj) for name in ("one.nii.gz", "two.nii.gz"))
+    assert np.array_equal(one, two)
 
 
 def test_ensemble_of_a_checkpoint_file_and_a_run(trained_run, tmp_path: Path, capsys) -> None:

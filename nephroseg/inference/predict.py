@@ -75,7 +75,8 @@ def plan_outputs(
     if len(sources) == 1 and (is_nifti(output) or is_itk(output)) and not output.is_dir():
         if resume:
             raise NephrosegInputError(output, "--resume needs an output folder, not a file")
-        jobs = [PredictionJob(next(iter(sources)), inputs, output)]
+        case_id, source = next(iter(sources.items()))  # a KiTS case folder's source is its imaging file
+        jobs = [PredictionJob(case_id, source, output)]
     else:
         if output.exists() and not output.is_dir():
             raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
