@@ -319,7 +319,7 @@ def evaluate(
     pred: Annotated[Path, typer.Option(help="Folder of predicted label maps (NIfTI, NRRD, MHA, DICOM-SEG).")],
     gt: Annotated[Path, typer.Option(help="Folder of ground truth (KiTS layout, flat files, DICOM-SEG).")],
     out: Annotated[
-        Path | None, typer.Option(help="Where metrics.csv and metrics.json go (default: --pred).")
+        Path | None, typer.Option(help="Where metrics.csv and metrics.json go (default: --pred's folder).")
     ] = None,
     allow_missing: Annotated[bool, typer.Option(help="Score only the cases that have a prediction.")] = False,
 ) -> None:
@@ -328,7 +328,7 @@ def evaluate(
     from nephroseg.metrics import evaluate_folders, write_evaluation
 
     evaluation = evaluate_folders(pred, gt, allow_missing=allow_missing)
-    csv_path, _ = write_evaluation(evaluation, out or pred)
+    csv_path, _ = write_evaluation(evaluation, out or (pred.parent if pred.is_file() else pred))
     mean = evaluation.mean
     typer.echo(f"{len(evaluation.per_case)} cases, per-case table in {csv_path}")
     typer.echo(

@@ -141,6 +141,20 @@ def test_predict_missing_input(trained_run, tmp_path: Path, capsys) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_predict_several_inputs_to_a_file_name(trained_run, tmp_path: Path, capsys) -> None:
+    """Three cases and ``-o labels.nii.gz``: a slip, not a folder to make with that name."""
+    data, run = trained_run
+    target = tmp_path / "labels.nii.gz"
+    code, _, err = run_cli(["predict", "-i", str(data), "-o", str(target), "-m", str(run)], capsys)
+    _assert_user_error(
+        code,
+        err,
+        str(target),
+        "3 inputs (case_00000, case_00001, case_00002) need an output folder, not a file name",
+    )
+    assert files_under(tmp_path) == []
+
+
 @pytest.mark.parametrize(
     "problem,fragment",
     [("truncated", "truncated or corrupt"), ("4d", "expected a 3D volume"), ("nan", "NaN")],

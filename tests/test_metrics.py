@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,30 @@ def test_evaluate_refuses_missing_predictions(tmp_path: Path) -> None:
     with pytest.raises(NephrosegInputError, match=r"no prediction for 1 ground-truth case.*case_00001"):
         evaluate_folders(tmp_path / "pred", tmp_path / "gt")
     assert evaluate_folders(tmp_path / "pred", tmp_path / "gt", allow_missing=True).composite_dice == 1.0
+
+
+def test_evaluate_two_files_of_any_names_through_the_cli(tmp_path: Path, capsys) -> None:
+    """Two files named on the command line are compared with each other; the scores go beside the
+    prediction (its folder), not into the file."""
+    from test_cli import run_cli
+
+    affine = kits_affine((2.0, 1.0, 1.0))
+    truth = np.zeros((2, 4, 4), np.uint8)
+    truth[0, :2, :2] = 1
+    truth[1, :2, 0] = 2
+    prediction = truth.copy()
+    prediction[1, 1, 0] = 1  # one of the two tumor voxels called kidney: tumor Dice 2·1/(1+2)
+    save_nifti(tmp_path / "reader2.nii.gz", truth, affine, np.uint8)
+    save_nifti(tmp_path / "preds" / "my scan.nii.gz", prediction, affine, np.uint8)
+    args = [
+        "evaluate",
+        "--pred",
+        str(tmp_path / "preds" / "my scan.nii.gz"),
+        "--gt",
+        str(tmp_path / "reader2.nii.gz"),
+    ]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "kidney_tumor_dice=1.0000 tumor_dice=0.6667" in out
+    scores = json.loads((tmp_path / "preds" / "metrics.json").read_text())
+    assert scores["mean"]["tumor_dice"] == pytest.approx(2 / 3)

@@ -80,6 +80,11 @@ def plan_outputs(
     else:
         if output.exists() and not output.is_dir():
             raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
+        if not output.exists() and (is_nifti(output) or is_itk(output)):
+            shown = ", ".join(list(sources)[:3]) + (" …" if len(sources) > 3 else "")
+            raise NephrosegInputError(
+                output, f"{len(sources)} inputs ({shown}) need an output folder, not a file name"
+            )
         jobs = [
             PredictionJob(case_id, path, output / f"{case_id}{OUTPUT_SUFFIXES[output_format]}")
             for case_id, path in sources.items()

@@ -50,9 +50,12 @@ def evaluate_folders(
     pred_dir: str | Path, gt_dir: str | Path, *, allow_missing: bool = False, cases: list[str] | None = None
 ) -> Evaluation:
     """Every ground-truth case (of ``cases``, when given) needs a prediction unless ``allow_missing``;
-    predictions without ground truth are ignored. Both must lie on the same grid."""
+    predictions without ground truth are ignored. Both must lie on the same grid. Folders are paired
+    by case id; two files are paired with each other."""
     predictions = labels_by_case(pred_dir)
     truths = labels_by_case(gt_dir)
+    if Path(pred_dir).is_file() and Path(gt_dir).is_file():  # two files named: compared, whatever their names
+        predictions = {case_id: Path(pred_dir) for case_id in truths}
     if cases is not None:
         truths = {cid: path for cid, path in truths.items() if cid in set(cases)}
     missing = sorted(set(truths) - set(predictions))
