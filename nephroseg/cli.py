@@ -6,8 +6,12 @@ A problem the user can fix is printed on one line (``error: FILE: problem``) wit
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -456,7 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the command and turns a user error into one line on stderr and exit 2
     (and a warning about an input into one ``warning: FILE: problem`` line)."""
     try:
-        with warnings.catch_warnings():
+        with _sigterm_unwinds(), warnings.catch_warnings():
             warnings.simplefilter("always", NephrosegInputWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
             result = app(args=argv, standalone_mode=False)
@@ -471,6 +475,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(err.exit_code)
     if isinstance(result, int) and result:
         sys.exit(result)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """A batch scheduler's SIGTERM (a job's time limit) unwinds like Ctrl-C: the temporary file of a
+    write in progress is removed and the outputs already written stay; exit status 143."""
+
+    def terminate(signum: int, frame) -> None:
+        typer.echo("terminated", err=True)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _show_warning(default):

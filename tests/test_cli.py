@@ -368,3 +368,32 @@ def test_synth_length_sets_the_scanned_length(tmp_path: Path, capsys) -> None:
     low, high = SynthConfig().z_extent_mm
     _, out_text, _ = run_cli(["synth", "--help"], capsys)
     assert f"default {low:g} to {high:g}" in " ".join(out_text.replace("│", " ").split())
+
+
+def test_sigterm_mid_write_leaves_no_temporary_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    """A scheduler's SIGTERM while a result is being written: the hidden temporary file is removed,
+    the user's files stay, the command ends with 143 and says why."""
+    import os
+    import signal
+    import time
+
+    image = np.zeros((4, 6, 6), np.int16)
+    save_nifti(tmp_path / "ct.nii.gz", image, kits_affine((3.0, 1.0, 1.0)), np.int16)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine.txt").write_text("the user's")
+    real_save = nib.save
+
+    def save_then_terminated(img, filename) -> None:
+        real_save(img, filename)  # the temporary file is complete, not yet renamed into place
+        assert Path(filename).name.startswith(".ct.nii.gz.")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises before this ends
+
+    monkeypatch.setattr(nib, "save", save_then_terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    code, _, err = run_cli(
+        ["convert", str(tmp_path / "ct.nii.gz"), str(tmp_path / "out" / "ct.nii.gz")], capsys
+    )
+    assert code == 143 and err.strip() == "terminated"
+    assert files_under(tmp_path / "out") == ["mine.txt"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the caller's handling restored
