@@ -474,7 +474,12 @@ def main(argv: list[str] | None = None) -> None:
         err.show()
         sys.exit(err.exit_code)
     if isinstance(result, int) and result:
+        if result == INTERRUPTED:  # typer's answer to Ctrl-C
+            typer.echo("interrupted", err=True)
         sys.exit(result)
+
+
+INTERRUPTED = 130  # the shell's status for a command ended by SIGINT
 
 
 @contextlib.contextmanager

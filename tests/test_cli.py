@@ -397,3 +397,21 @@ def test_sigterm_mid_write_leaves_no_temporary_file(tmp_path: Path, capsys, monk
     assert code == 143 and err.strip() == "terminated"
     assert files_under(tmp_path / "out") == ["mine.txt"]
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handling restored
+
+
+def test_ctrl_c_mid_write_says_interrupted_and_leaves_no_temporary_file(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    save_nifti(tmp_path / "ct.nii.gz", np.zeros((4, 6, 6), np.int16), kits_affine((3.0, 1.0, 1.0)), np.int16)
+    real_save = nib.save
+
+    def save_then_interrupted(img, filename) -> None:
+        real_save(img, filename)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nib, "save", save_then_interrupted)
+    code, _, err = run_cli(
+        ["convert", str(tmp_path / "ct.nii.gz"), str(tmp_path / "out" / "ct.nii.gz")], capsys
+    )
+    assert code == 130 and err.strip() == "interrupted"
+    assert files_under(tmp_path / "out") == []
