@@ -415,3 +415,25 @@ def test_ctrl_c_mid_write_says_interrupted_and_leaves_no_temporary_file(
     )
     assert code == 130 and err.strip() == "interrupted"
     assert files_under(tmp_path / "out") == []
+
+
+def test_train_on_the_kits19_layout_with_test_cases_beside(tmp_path: Path, capsys) -> None:
+    """KiTS19 ships its test cases (no segmentation) in the same folder: training leaves them out
+    with a warning naming them, instead of refusing the dataset."""
+    from conftest import blob_case
+
+    data = tmp_path / "kits"
+    for i in range(4):
+        image, label = blob_case(seed=i)
+        save_nifti(data / f"case_{i:05d}" / "imaging.nii.gz", image, kits_affine((3.0, 1.5, 1.5)), np.int16)
+        if i < 3:
+            save_nifti(
+                data / f"case_{i:05d}" / "segmentation.nii.gz", label, kits_affine((3.0, 1.5, 1.5)), np.uint8
+            )
+    run = tmp_path / "run"
+    args = ["train", "--data", str(data), "--out", str(run), "--recipe", "resunet25d", "--profile", "tiny"]
+    code, _, err = run_cli([*args, "--no-progress", "--set", "train.iterations_per_epoch=2"], capsys)
+    assert code == 0, err
+    assert f"warning: {data}: 1 case(s) without segmentation.nii.gz left out: case_00003" in err
+    split = json.loads((run / "split.json").read_text())
+    assert sorted(split["train"] + split["val"]) == ["case_00000", "case_00001", "case_00002"]

@@ -9,13 +9,20 @@ import numpy as np
 import pytest
 from conftest import SHARED_KITS, blob_case, kits_affine, save_nifti
 
-from nephroseg.errors import NephrosegInputError
-from nephroseg.io import ClinicalRecord, find_cases, load_case, read_kits_json, write_kits_json
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
+from nephroseg.io import (
+    ClinicalRecord,
+    find_cases,
+    labelled_cases,
+    load_case,
+    read_kits_json,
+    write_kits_json,
+)
 from nephroseg.io.listing import case_id_of, images_by_case, labels_by_case
 
 
 def test_find_and_load_cases(kits_dir: Path) -> None:
-    cases = find_cases(kits_dir, require_labels=True)
+    cases = find_cases(kits_dir)
     assert [c.case_id for c in cases] == ["case_00000", "case_00001", "case_00002"]
     image, label = load_case(cases[1])
     assert image.array.shape == label.array.shape == (12, 40, 48)
@@ -28,8 +35,15 @@ def test_test_cases_without_segmentation_are_allowed(kits_dir: Path) -> None:
     cases = find_cases(kits_dir)
     assert cases[2].segmentation is None
     assert load_case(cases[2])[1] is None
-    with pytest.raises(NephrosegInputError, match="training and evaluation need labels"):
-        find_cases(kits_dir, require_labels=True)
+    # training takes the labelled ones, as with KiTS19's test cases 210-299 beside the others
+    with pytest.warns(
+        NephrosegInputWarning, match="1 case.s. without segmentation.nii.gz left out: case_00002"
+    ):
+        assert [c.case_id for c in labelled_cases(kits_dir)] == ["case_00000", "case_00001"]
+    for case in ("case_00000", "case_00001"):
+        (kits_dir / case / "segmentation.nii.gz").unlink()
+    with pytest.raises(NephrosegInputError, match=r"no case has a segmentation\.nii\.gz: training needs"):
+        labelled_cases(kits_dir)
 
 
 def test_case_folder_without_imaging(kits_dir: Path) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from nephroseg.io import find_cases, load_case, read_kits_json, read_volume, write_array
+from nephroseg.io import labelled_cases, load_case, read_kits_json, read_volume, write_array
 from nephroseg.synth import (
     SynthConfig,
     generate_case,
@@ -147,7 +147,7 @@ def test_cohort_layout_reads_back(tmp_path: Path) -> None:
     out = tmp_path / "cohort"
     folders = synthesize_cohort(out, 2, seed=5, config=TINY, progress=False)
     assert [f.name for f in folders] == ["case_00000", "case_00001"]
-    cases = find_cases(out, require_labels=True)
+    cases = labelled_cases(out)
     records = read_kits_json(out / "kits.json")
     assert [c.case_id for c in cases] == sorted(records) == ["case_00000", "case_00001"]
     for kits_case in cases:
@@ -254,7 +254,7 @@ def test_cohort_from_masks_keeps_ids_voxels_and_affine(tmp_path: Path) -> None:
     out = tmp_path / "out"
     folders = synthesize_cohort(out, 5, seed=0, from_masks=masks, progress=False)
     assert [f.name for f in folders] == ["case_00003", "case_00011"]
-    for kits_case in find_cases(out, require_labels=True):
+    for kits_case in labelled_cases(out):
         image, label = load_case(kits_case)
         assert np.array_equal(label.array, mask)
         assert np.allclose(image.affine, affine) and np.allclose(label.source.affine, affine)

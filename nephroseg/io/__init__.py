@@ -1,7 +1,15 @@
 """Reading and writing volumes and datasets; knows nothing of torch."""
 
 from nephroseg.io.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from nephroseg.io.kits import ClinicalRecord, KitsCase, find_cases, load_case, read_kits_json, write_kits_json
+from nephroseg.io.kits import (
+    ClinicalRecord,
+    KitsCase,
+    find_cases,
+    labelled_cases,
+    load_case,
+    read_kits_json,
+    write_kits_json,
+)
 from nephroseg.io.volume import (
     CANONICAL_AXCODES,
     SourceGeometry,
@@ -24,6 +32,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "find_cases",
+    "labelled_cases",
     "load_case",
     "read_geometry",
     "read_kits_json",

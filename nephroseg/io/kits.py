@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
 from nephroseg.io.atomic import atomic_write_text
 from nephroseg.io.volume import AFFINE_TOLERANCE_MM, Volume, read_geometry, read_volume
 
@@ -32,8 +33,8 @@ class KitsCase:
         return self.imaging.parent
 
 
-def find_cases(data_dir: str | Path, *, require_labels: bool = False) -> list[KitsCase]:
-    """All ``case_NNNNN`` folders under ``data_dir``, sorted by id."""
+def find_cases(data_dir: str | Path) -> list[KitsCase]:
+    """All ``case_NNNNN`` folders under ``data_dir``, sorted by id; test cases have no segmentation."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NephrosegInputError(data_dir, "data folder not found")
@@ -43,12 +44,31 @@ def find_cases(data_dir: str | Path, *, require_labels: bool = False) -> list[Ki
         segmentation = folder / SEGMENTATION_NAME
         if not imaging.exists():
             raise NephrosegInputError(imaging, "file not found (every case folder needs imaging.nii.gz)")
-        if require_labels and not segmentation.exists():
-            raise NephrosegInputError(segmentation, "file not found (training and evaluation need labels)")
         cases.append(KitsCase(folder.name, imaging, segmentation if segmentation.exists() else None))
     if not cases:
         raise NephrosegInputError(data_dir, "no case_NNNNN folders found (expected the KiTS19 layout)")
     return cases
+
+
+def labelled_cases(data_dir: str | Path) -> list[KitsCase]:
+    """The cases training can learn from: those with a segmentation. KiTS19 ships its test cases
+    (210-299) in the same folder without one; they are left out, with a warning naming them."""
+    cases = find_cases(data_dir)
+    labelled = [case for case in cases if case.segmentation is not None]
+    if not labelled:
+        raise NephrosegInputError(
+            data_dir, f"no case has a {SEGMENTATION_NAME}: training needs labelled cases"
+        )
+    unlabelled = [case.case_id for case in cases if case.segmentation is None]
+    if unlabelled:
+        shown = ", ".join(unlabelled[:3]) + (f" … {unlabelled[-1]}" if len(unlabelled) > 3 else "")
+        warnings.warn(
+            NephrosegInputWarning(
+                data_dir, f"{len(unlabelled)} case(s) without {SEGMENTATION_NAME} left out: {shown}"
+            ),
+            stacklevel=2,
+        )
+    return labelled
 
 
 def check_same_grid(

@@ -49,7 +49,7 @@ def export_nnunet(
         if not overwrite:
             raise NephrosegInputError(folder, "exists; pass --overwrite to replace it")
         shutil.rmtree(folder)
-    cases = find_cases(data_dir, require_labels=False)
+    cases = find_cases(data_dir)
     labelled = [c for c in cases if c.segmentation is not None]
     for case in cases:
         if case.segmentation is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from nephroseg.data import kfold_splits
 from nephroseg.inference.predict import PredictionJob, load_models, run_jobs
 from nephroseg.inference.sliding import make_segmenter
-from nephroseg.io import atomic_write_text, find_cases
+from nephroseg.io import atomic_write_text, labelled_cases
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
 from nephroseg.recipe import Recipe
@@ -46,7 +46,7 @@ def cross_validate(
 ) -> CrossValidation:
     out_dir = Path(out_dir)
     n_folds = folds or recipe.train.split.folds
-    cases = find_cases(data_dir, require_labels=True)
+    cases = labelled_cases(data_dir)
     by_id = {c.case_id: c for c in cases}
     splits = kfold_splits(list(by_id), seed, n_folds)
     torch_device = resolve_device(device)

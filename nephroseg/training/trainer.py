@@ -25,7 +25,7 @@ from nephroseg.data import SliceDataset, SliceSampler, Split, make_split
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
-from nephroseg.io import atomic_write_text, find_cases
+from nephroseg.io import atomic_write_text, labelled_cases
 from nephroseg.losses import build_loss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model, model_info, parameter_count
@@ -263,7 +263,7 @@ class _Session:
 def _prepare_data(
     data_dir, recipe: Recipe, run_dir: Path, seed: int, resume: bool, cache: Path, progress: bool
 ):
-    cases = find_cases(data_dir, require_labels=True)
+    cases = labelled_cases(data_dir)
     split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
     by_id = {c.case_id: c for c in cases}
     spec = recipe.preprocess

@@ -25,7 +25,7 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.inference.sliding import VolumetricSegmenter
-from nephroseg.io import KitsCase, atomic_write_text, find_cases
+from nephroseg.io import KitsCase, atomic_write_text, labelled_cases
 from nephroseg.losses import NormalizedDeepSupervisionLoss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model
@@ -237,7 +237,7 @@ def _train(
     fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     try:
-        cases = find_cases(data_dir, require_labels=True)
+        cases = labelled_cases(data_dir)
         split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
         prepare_started = time.perf_counter()
