@@ -238,8 +238,8 @@ def predict(
     ] = "auto",
     progress: ProgressOption = True,
 ) -> None:
-    """Segment CT volumes (NIfTI, NRRD, MHA or a DICOM series folder); labels are written on each
-    input's own grid (shape, affine, orientation)."""
+    """Segment CT volumes (NIfTI, NRRD, MHA, a DICOM series folder, or a folder of those: one case per
+    file or subfolder); labels are written on each input's own grid (shape, affine, orientation)."""
     from nephroseg.inference import predict as predict_volumes
 
     written = predict_volumes(
