@@ -28,6 +28,7 @@ from nephroseg.report import (
 )
 from nephroseg.report.build import build_report
 from nephroseg.report.plots import CURVES_FIGSIZE, DPI, OVERLAY_EXTRA_HEIGHT, PANEL_INCHES
+from nephroseg.report.tables import write_measurement_tables
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LOG_HEADER = "epoch,step,train_loss,val_kidney_tumor_dice,val_tumor_dice,val_composite_dice,lr,seconds\n"
@@ -359,3 +360,57 @@ def test_report_without_ground_truth_says_so(tmp_path):
     assert "Dice" not in text.split("## Cases")[1].split("## Tumor findings")[0]
     assert "| case_00210 | 0.0 | 0.0 | 0.0 / 0.0 | 0 | — | — |" in text
     assert "No tumor found" in text
+
+
+# ---- CSV tables ------------------------------------------------------------------------------------
+
+
+def test_measurement_tables_hold_hand_counted_values(tmp_path):
+    """Two tumor blocks of known size in the patient's right kidney (image left half), a tumor-free
+    left kidney, at 2 × 1 × 1 mm (2 µl a voxel): the CSV rows, unrounded, against hand counts."""
+    import csv
+
+    label = np.zeros((10, 20, 40), np.uint8)
+    label[1:9, 2:18, 2:18] = 1  # right kidney block (image columns < 20)
+    label[1:9, 2:18, 24:38] = 1  # left kidney block
+    label[2:6, 3:8, 3:8] = 2  # tumor A: 4 × 5 × 5 = 100 voxels, 0.2 ml
+    label[6:9, 12:16, 12:16] = 2  # tumor B: 3 × 4 × 4 = 48 voxels, 0.096 ml (not 26-connected to A)
+    report = CaseReport.from_label("case_00007", label, (2.0, 1.0, 1.0), metrics={"composite_dice": 0.5})
+    cases_csv, tumors_csv = write_measurement_tables(tmp_path, [report])
+    (case,) = list(csv.DictReader(cases_csv.open()))
+    kidney_voxels = 8 * 16 * 16 + 8 * 16 * 14 - 148
+    assert float(case["kidney_ml"]) == pytest.approx(kidney_voxels * 0.002)
+    assert float(case["tumor_ml"]) == pytest.approx(0.296)
+    assert float(case["right_kidney_tumor_ml"]) == pytest.approx(8 * 16 * 16 * 0.002)
+    assert float(case["left_kidney_tumor_ml"]) == pytest.approx(8 * 16 * 14 * 0.002)
+    assert case["tumors"] == "2" and case["composite_dice"] == "0.5" and case["tumor_dice"] == ""
+    assert case["kits_json_size_cm"] == "" and float(case["largest_axial_diameter_mm"]) == pytest.approx(
+        32**0.5
+    )
+    tumors = list(csv.DictReader(tumors_csv.open()))
+    assert [(t["tumor"], t["side"], t["voxels"], t["first_slice"], t["last_slice"]) for t in tumors] == [
+        ("1", "right", "100", "2", "5"),
+        ("2", "right", "48", "6", "8"),
+    ]
+    assert float(tumors[0]["volume_ml"]) == pytest.approx(0.2)
+    assert float(tumors[0]["diameter_3d_mm"]) == pytest.approx((6**2 + 4**2 + 4**2) ** 0.5)
+    assert float(tumors[1]["axial_diameter_mm"]) == pytest.approx((3**2 + 3**2) ** 0.5)
+    assert [float(tumors[0][k]) for k in ("centroid_slice", "centroid_row", "centroid_column")] == [
+        3.5,
+        5.0,
+        5.0,
+    ]
+
+
+def test_report_links_its_csv_tables(tmp_path):
+    image, _, prediction = synthetic_case()
+    affine = kits_affine((3.0, 0.8, 0.8))
+    save_nifti(tmp_path / "data" / "case_00001" / "imaging.nii.gz", image, affine, np.int16)
+    save_nifti(tmp_path / "pred" / "case_00001.nii.gz", prediction, affine, np.uint8)
+    build_report(tmp_path / "pred", tmp_path / "data", tmp_path / "report", viewer=False, progress=False)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert (
+        "The measurements above as CSV, unrounded: [cases.csv](cases.csv), [tumors.csv](tumors.csv)." in text
+    )
+    rows = (tmp_path / "report" / "cases.csv").read_text().splitlines()
+    assert rows[0].startswith("case_id,kidney_ml,tumor_ml,") and rows[1].startswith("case_00001,")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
+import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
@@ -82,6 +84,13 @@ def _raise_write_fault(final: Path, err: OSError) -> None:
 def atomic_write_text(final: str | Path, text: str) -> None:
     with atomic_path(final) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_csv(final: str | Path, rows: Iterable[Sequence[object]]) -> None:
+    """Rows (the first one the header) as CSV, atomically."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    atomic_write_text(final, buffer.getvalue())
 
 
 def atomic_write_bytes(final: str | Path, data: bytes) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +10,7 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import Volume, atomic_write_text, read_volume
+from nephroseg.io.atomic import atomic_write_csv
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
 from nephroseg.io.volume import is_single_dicom_file
@@ -93,14 +92,11 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path,
     """``metrics.csv`` (a row per case and a final 'mean' row) and ``metrics.json``."""
     out_dir = Path(out_dir)
     columns = ["case_id", *evaluation.mean.keys()]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for case_id, metrics in evaluation.per_case.items():
-        writer.writerow([case_id, *(f"{metrics[k]:.6f}" for k in columns[1:])])
-    writer.writerow(["mean", *(f"{evaluation.mean[k]:.6f}" for k in columns[1:])])
+    rows: list[list[str]] = [columns]
+    rows += [[case_id, *(f"{m[k]:.6f}" for k in columns[1:])] for case_id, m in evaluation.per_case.items()]
+    rows.append(["mean", *(f"{evaluation.mean[k]:.6f}" for k in columns[1:])])
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
-    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_csv(csv_path, rows)
     atomic_write_text(
         json_path, json.dumps({"cases": evaluation.per_case, "mean": evaluation.mean}, indent=1) + "\n"
     )

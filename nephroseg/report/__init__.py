@@ -2,9 +2,9 @@
 
 ``measure`` turns a canonical label map into volumes (ml), tumor findings (size, side, slices) and
 per-kidney volumes; ``plots`` draws training curves and CT overlays; ``markdown`` writes the report
-that ties scores, measurements and figures together; ``viewer`` writes a self-contained HTML page
-per case to scroll through in a browser. Numpy, scipy, matplotlib (Agg) and Pillow only, no torch,
-and every file is written atomically.
+that ties scores, measurements and figures together, and ``tables`` the same measurements as CSV;
+``viewer`` writes a self-contained HTML page per case to scroll through in a browser. Numpy, scipy,
+matplotlib (Agg) and Pillow only, no torch, and every file is written atomically.
 """
 
 from nephroseg.report.markdown import CaseReport, summarize_scores, write_report_md
@@ -25,6 +25,7 @@ from nephroseg.report.plots import (
     read_training_log,
     training_curves_png,
 )
+from nephroseg.report.tables import write_measurement_tables
 
 __all__ = [
     "CaseReport",
@@ -42,5 +43,6 @@ __all__ = [
     "summarize_scores",
     "training_curves_png",
     "tumor_findings",
+    "write_measurement_tables",
     "write_report_md",
 ]

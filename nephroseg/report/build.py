@@ -22,6 +22,7 @@ from nephroseg.report.plots import (
     pick_slice,
     training_curves_png,
 )
+from nephroseg.report.tables import write_measurement_tables
 from nephroseg.report.viewer import viewer_html
 
 SECOND_ROW_GAP_MM = 10.0  # the error row's slice lies at least this far from the largest tumor's
@@ -43,7 +44,8 @@ def build_report(
     ground truth when given), the training curves of ``run_dir`` when given, volumes and tumor
     sizes measured on the prediction, and Dice when ground truth exists. ``coarse_run_dir``: the
     coarse stage that found the kidneys for ``run_dir`` (a cascade), named in the run table.
-    ``viewer``: also a page per case in ``viewer/`` to scroll through its slices in a browser."""
+    ``viewer``: also a page per case in ``viewer/`` to scroll through its slices in a browser.
+    The measurements also go to ``cases.csv`` and ``tumors.csv``."""
     out_dir = Path(out_dir)
     predictions = labels_by_case(pred_dir)
     images = images_by_case(images_dir)
@@ -106,7 +108,8 @@ def build_report(
                 )
             )
             bar.advance(task)
-    return write_report_md(out_dir / "report.md", reports, summary, figures)
+    tables = write_measurement_tables(out_dir, reports)
+    return write_report_md(out_dir / "report.md", reports, summary, figures, tables=tables)
 
 
 def _case_overlay(

@@ -106,9 +106,11 @@ def write_report_md(
     summary: Mapping[str, object],
     figures: Mapping[str, Path],
     title: str = "nephroseg segmentation report",
+    tables: Sequence[Path] = (),
 ) -> Path:
     """Write the report atomically. ``summary`` holds run facts (model, checkpoint, data…) shown as a
-    table; figure links are written relative to the report's folder so the folder can be moved."""
+    table; figure links are written relative to the report's folder so the folder can be moved.
+    ``tables``: CSV copies of the measurements (``tables.write_measurement_tables``), linked."""
     out = Path(out_path)
     lines = [f"# {title}", ""]
     if summary:
@@ -118,6 +120,9 @@ def write_report_md(
     lines += _scores_section(cases)
     lines += _cases_section(cases, out.parent)
     lines += _findings_section(cases)
+    if tables:
+        links = ", ".join(f"[{_cell(Path(t).name)}]({_link(t, out.parent)})" for t in tables)
+        lines += [f"The measurements above as CSV, unrounded: {links}.", ""]
     if figures:
         lines += ["## Figures", ""]
         for name, path in figures.items():
