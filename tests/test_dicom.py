@@ -175,7 +175,7 @@ def test_slices_that_do_not_match_are_refused(
 
 def write_enhanced(slices: list[Path], target: Path, modality: str = "CT") -> Path:
     """The single-frame series as one legacy-converted enhanced (multi-frame) image, as highdicom
-    converts them; frames in shuffled order."""
+    converts them (in stacking order), then its frames stored in shuffled order."""
     import highdicom as hd
 
     kind = (
@@ -187,9 +187,14 @@ def write_enhanced(slices: list[Path], target: Path, modality: str = "CT") -> Pa
     if modality == "MR":
         for ds in datasets:
             ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = pydicom.uid.MRImageStorage
-    random.Random(5).shuffle(datasets)
     uids = {"series_instance_uid": generate_uid(), "sop_instance_uid": generate_uid()}
     image = kind(datasets, series_number=5, instance_number=1, **uids)
+    order = list(range(int(image.NumberOfFrames)))
+    random.Random(5).shuffle(order)
+    frames = image.pixel_array[order]
+    groups = image.PerFrameFunctionalGroupsSequence
+    image.PerFrameFunctionalGroupsSequence = pydicom.Sequence([groups[i] for i in order])
+    image.PixelData = np.ascontiguousarray(frames).tobytes()
     target.parent.mkdir(parents=True, exist_ok=True)
     image.save_as(target)
     return target
@@ -235,9 +240,26 @@ def test_predict_on_an_enhanced_ct(trained_run, tmp_path: Path, ct, capsys) -> N
         "--format",
         "dicom-seg",
     ]
-    code, _, err = run_cli(args, capsys)
-    assert code == 2 and "DICOM-SEG output for an enhanced (multi-frame) CT is not supported" in err
-    assert not (tmp_path / "seg").exists()
+    code, _, err = run_cli(args, capsys)  # DICOM-SEG on the enhanced CT, its frames stored shuffled
+    assert code == 0, err
+    ct = read_dicom_series(tmp_path / "enhanced")
+    from_seg = read_volume(tmp_path / "seg" / "enhanced.dcm", label=True, on_grid_of=ct)
+    np.testing.assert_array_equal(from_seg.array, from_enhanced.array)
+
+
+def test_dicom_seg_on_an_enhanced_ct_puts_each_frame_in_place(tmp_path: Path, ct) -> None:
+    """Frames stored shuffled: each SEG frame must carry the label of its own position."""
+    image, label = ct
+    write_enhanced(
+        write_series(tmp_path / "slices", image.astype(np.float32)), tmp_path / "enhanced" / "ct.dcm"
+    )
+    volume = read_dicom_series(tmp_path / "enhanced")
+    nib.save(nib.Nifti1Image(label, _expected_affine()), tmp_path / "label.nii.gz")
+    truth = read_volume(tmp_path / "label.nii.gz", label=True).array  # canonical
+    write_dicom_seg(volume.to_source_orientation(truth), tmp_path / "enhanced", tmp_path / "seg.dcm")
+    assert pydicom.dcmread(tmp_path / "seg.dcm").NumberOfFrames == 2 * label.shape[0]
+    placed = read_volume(tmp_path / "seg.dcm", label=True, on_grid_of=volume)
+    np.testing.assert_array_equal(placed.array, truth)
 
 
 def test_uneven_slice_spacing_is_refused_with_the_steps(tmp_path: Path, ct) -> None:

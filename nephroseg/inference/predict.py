@@ -68,10 +68,6 @@ def plan_outputs(
         not_dicom = [str(path) for path in sources.values() if not path.is_dir()]
         if not_dicom:
             raise NephrosegInputError(not_dicom[0], "DICOM-SEG output needs a DICOM series as input")
-        from nephroseg.io.dicom_seg import seg_source_series  # highdicom: only for DICOM-SEG out
-
-        for folder in sources.values():
-            seg_source_series(folder)
     if len(sources) == 1 and (is_nifti(output) or is_itk(output)) and not output.is_dir():
         if resume:
             raise NephrosegInputError(output, "--resume needs an output folder, not a file")

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import highdicom as hd
 import numpy as np
+import pydicom
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_path
-from nephroseg.io.dicom import Series, choose_series, list_series, sorted_slices
+from nephroseg.io.dicom import choose_series, list_series, sorted_slices
 
 SEGMENTS = (
     ("Kidney", codes.SCT.Organ, codes.SCT.Kidney),
@@ -34,25 +35,20 @@ def _version() -> str:
         return "0"
 
 
-def seg_source_series(series_folder: Path, series_uid: str | None = None) -> Series:
-    """The series a DICOM-SEG of ours can reference: single-frame slices (checked before predicting)."""
-    series = choose_series(series_folder, list_series(series_folder), series_uid)
-    if series.multiframe:
-        raise NephrosegInputError(
-            series_folder,
-            "DICOM-SEG output for an enhanced (multi-frame) CT is not supported: use --format nifti",
-        )
-    return series
-
-
 def write_dicom_seg(
     labels: np.ndarray, series_folder: str | Path, target: str | Path, series_uid: str | None = None
 ) -> Path:
-    """``labels`` (slices, rows, columns) in the series' stacking order, values 0, 1, 2."""
+    """``labels`` (slices, rows, columns) in the series' stacking order (for an enhanced CT, the
+    order of its volume as ``read_dicom_series`` stacks it), values 0, 1, 2."""
     series_folder, target = Path(series_folder), Path(target)
-    datasets, _ = sorted_slices(seg_source_series(series_folder, series_uid))
-    if labels.shape != (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)):
-        raise NephrosegInputError(target, f"label shape {labels.shape} does not match the series")
+    series = choose_series(series_folder, list_series(series_folder), series_uid)
+    if series.multiframe:
+        datasets = [pydicom.dcmread(series.files[0])]
+        labels = _labels_per_frame(labels, datasets[0], target)
+    else:
+        datasets, _ = sorted_slices(series)
+        if labels.shape != (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)):
+            raise NephrosegInputError(target, f"label shape {labels.shape} does not match the series")
     algorithm = hd.AlgorithmIdentificationSequence(
         name="nephroseg", version=_version(), family=codes.cid7162.ArtificialIntelligence
     )
@@ -76,6 +72,22 @@ def write_dicom_seg(
     with atomic_path(target) as tmp:
         seg.save_as(tmp)
     return target
+
+
+def _labels_per_frame(labels: np.ndarray, source: pydicom.Dataset, target: Path) -> np.ndarray:
+    """An enhanced CT's label frames in its own frame order: each frame takes the slice of the
+    stacked volume at its position (frames need not be stored in stacking order)."""
+    image = hd.Image.from_dataset(source, copy=False)
+    geometry = image.get_volume_geometry()
+    if geometry is None or labels.shape != tuple(geometry.spatial_shape):
+        raise NephrosegInputError(target, f"label shape {labels.shape} does not match the enhanced CT")
+    to_index = np.linalg.inv(np.asarray(geometry.affine, dtype=np.float64))
+    positions = [
+        frame.PlanePositionSequence[0].ImagePositionPatient
+        for frame in source.PerFrameFunctionalGroupsSequence
+    ]
+    slices = np.rint([(to_index @ [*map(float, p), 1.0])[0] for p in positions]).astype(int)
+    return labels[slices]
 
 
 def _segmentation(datasets, labels: np.ndarray, descriptions) -> hd.seg.Segmentation:
