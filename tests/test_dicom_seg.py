@@ -174,6 +174,13 @@ def test_evaluate_and_view_take_seg_files(case, tmp_path: Path, capsys) -> None:
     kept = np.count_nonzero(prediction == 2)  # all of them true tumor
     expected_tumor_dice = 2 * kept / (kept + np.count_nonzero(label == 2))
     assert scored["tumor_dice"] == pytest.approx(expected_tumor_dice) and expected_tumor_dice < 0.9
+    # the same prediction as our SEG (every frame) against the reader's SEG (segmented slices only)
+    write_dicom_seg(prediction, series, tmp_path / "pred_seg" / "patient9.dcm")
+    args = ["evaluate", "--pred", str(tmp_path / "pred_seg"), "--gt", str(tmp_path / "truth")]
+    code, _, err = run_cli([*args, "--out", str(tmp_path / "scores_seg")], capsys)
+    assert code == 0, err
+    both_seg = json.loads((tmp_path / "scores_seg" / "metrics.json").read_text())["mean"]
+    assert both_seg == pytest.approx(scored)
     assert scored["kidney_tumor_dice"] == pytest.approx(1.0)
     out = tmp_path / "patient9.html"
     args = ["view", str(series), "--gt", str(tmp_path / "truth" / "patient9.dcm"), "-o", str(out)]

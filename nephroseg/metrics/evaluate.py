@@ -13,7 +13,7 @@ from nephroseg.io import Volume, atomic_write_text, read_volume
 from nephroseg.io.atomic import atomic_write_csv
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
-from nephroseg.io.volume import is_single_dicom_file
+from nephroseg.io.volume import is_single_dicom_file, place_on_grid
 from nephroseg.metrics.overlap import case_metrics
 
 
@@ -79,13 +79,25 @@ def evaluate_folders(
 
 
 def _read_pair(truth_path: Path, prediction_path: Path) -> tuple[Volume, Volume]:
-    """Truth and prediction; a DICOM Segmentation (which may omit empty frames) is placed on the
-    grid of the other file, read first."""
-    if is_single_dicom_file(truth_path) and not is_single_dicom_file(prediction_path):
-        prediction = read_volume(prediction_path, label=True)
-        return read_volume(truth_path, label=True, on_grid_of=prediction), prediction
+    """Truth and prediction on one grid. A DICOM Segmentation may omit empty frames: it is placed on
+    the grid of the other file; of two, the one that fits inside the other is placed on it (ours
+    keeps every frame, a reader's may hold only the slices it segmented)."""
     truth = read_volume(truth_path, label=True)
-    return truth, read_volume(prediction_path, label=True, on_grid_of=truth)
+    prediction = read_volume(prediction_path, label=True)
+    truth_seg, prediction_seg = is_single_dicom_file(truth_path), is_single_dicom_file(prediction_path)
+    if prediction_seg and not (truth_seg and _fits(truth, prediction)):
+        return truth, place_on_grid(prediction, truth, prediction_path)
+    if truth_seg:
+        return place_on_grid(truth, prediction, truth_path), prediction
+    return truth, prediction
+
+
+def _fits(inner: Volume, outer: Volume) -> bool:
+    try:
+        place_on_grid(inner, outer, Path())
+    except NephrosegInputError:
+        return False
+    return True
 
 
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
