@@ -44,6 +44,7 @@ def write_series(
     intercept: float = -1024.0,
     compress: str | None = None,
     description: str = "abdomen",
+    patient_id: str = "nephroseg-0",
 ) -> list[Path]:
     """Axial slices (LPS: rows run posterior, columns run left), stacked towards the head."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def write_series(
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series_uid, frame
         ds.Modality, ds.SeriesDescription = modality, description
-        ds.PatientName, ds.PatientID = "Phantom^Test", "nephroseg-0"
+        ds.PatientName, ds.PatientID = "Phantom^Test", patient_id
         ds.PatientBirthDate, ds.PatientSex, ds.ReferringPhysicianName = "", "O", ""
         ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20261124", "120000", "1", ""
         ds.SeriesNumber, ds.Manufacturer = 2, "phantom"
@@ -424,10 +425,12 @@ def test_predict_a_folder_of_patient_dicom_exports(trained_run, tmp_path: Path, 
     _, run = trained_run
     image, _ = ct
     exports = tmp_path / "exports"
-    write_series(exports / "patientA", image.astype(np.float32))
-    write_series(
-        exports / "PAT2" / "STUDY1" / "SERIES3", image[::-1].astype(np.float32), origin=(-90.0, -70.0, 0.0)
-    )
+    write_series(exports / "patientA", image.astype(np.float32), patient_id="A")
+    nested = exports / "PAT2" / "STUDY1" / "SERIES3"
+    write_series(nested, image[::-1].astype(np.float32), origin=(-90.0, -70.0, 0.0), patient_id="2")
+    # the parent itself is not one patient's series: refused rather than one patient picked
+    code, _, err = run_cli(["convert", str(exports), str(tmp_path / "one.nii.gz")], capsys)
+    assert code == 2 and "holds series of 2 patients ('2', 'A'): give one patient's folder" in err
     (exports / "notes.txt").write_text("not a scan")
     base = ["-m", str(run), "--no-progress"]
     code, _, err = run_cli(["predict", "-i", str(exports), "-o", str(tmp_path / "out"), *base], capsys)

@@ -45,6 +45,7 @@ class Series:
     modality: str
     files: tuple[Path, ...]
     slices: int  # one per single-frame file; an enhanced (multi-frame) file holds them all
+    patient: str = ""  # PatientID
 
     @property
     def multiframe(self) -> bool:
@@ -85,6 +86,7 @@ def list_series(folder: str | Path) -> list[Series]:
                 str(first.get("Modality", "")),
                 tuple(path for path, _ in members),
                 sum(_frames(header) for _, header in members),
+                str(first.get("PatientID", "")),
             )
         )
     if not series:
@@ -114,6 +116,14 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
                 return candidate
         known = ", ".join(s.uid for s in series)
         raise NephrosegInputError(folder, f"no series with SeriesInstanceUID {series_uid} (found: {known})")
+    patients = sorted({s.patient for s in series})
+    if len(patients) > 1:  # a parent of several patients' exports: which one is not ours to guess
+        shown = ", ".join(f"'{p}'" for p in patients[:4]) + (" …" if len(patients) > 4 else "")
+        raise NephrosegInputError(
+            folder,
+            f"holds series of {len(patients)} patients ({shown}): give one patient's folder, "
+            "or a folder of patient folders to predict",
+        )
     largest = max(s.slices for s in series)
     best = [s for s in series if s.slices == largest]
     if len(best) > 1:
