@@ -20,7 +20,7 @@ from test_dicom import _expected_affine, write_series
 
 from nephroseg.io import read_volume
 from nephroseg.io.dicom import list_series, read_dicom_series, sorted_slices
-from nephroseg.io.dicom_seg import write_dicom_seg
+from nephroseg.io.dicom_seg import segment_descriptions, write_dicom_seg
 
 # A multi-organ SEG as other tools write them: segment numbers in another order than KiTS labels,
 # named in the SEG's own words, an organ nephroseg does not segment.
@@ -49,25 +49,11 @@ def write_foreign_seg(series: Path, label: np.ndarray, target: Path, *, segments
     masks[..., 0] &= label.any(axis=(1, 2))[:, None, None]
     masks[..., 1] = label == 2
     masks[..., 2] = label == 1
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="other", version="1", family=codes.cid7162.ArtificialIntelligence
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=name,
-            segmented_property_category=category,
-            segmented_property_type=kind,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-        )
-        for number, (name, category, kind) in enumerate(FOREIGN_SEGMENTS[:segments], start=1)
-    ]
     seg = hd.seg.Segmentation(
         source_images=datasets,
         pixel_array=masks[..., :segments].astype(np.uint8),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
-        segment_descriptions=descriptions,
+        segment_descriptions=segment_descriptions(FOREIGN_SEGMENTS[:segments], "other", "1"),
         series_instance_uid=generate_uid(),
         series_number=901,
         sop_instance_uid=generate_uid(),

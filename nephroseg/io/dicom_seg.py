@@ -8,6 +8,7 @@ Structure, type Neoplasm), both AUTOMATIC, algorithm "nephroseg".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import highdicom as hd
@@ -49,22 +50,8 @@ def write_dicom_seg(
         datasets, _ = sorted_slices(series)
         if labels.shape != (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)):
             raise NephrosegInputError(target, f"label shape {labels.shape} does not match the series")
-    algorithm = hd.AlgorithmIdentificationSequence(
-        name="nephroseg", version=_version(), family=codes.cid7162.ArtificialIntelligence
-    )
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=label,
-            segmented_property_category=category,
-            segmented_property_type=kind,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm,
-        )
-        for number, (label, category, kind) in enumerate(SEGMENTS, start=1)
-    ]
     try:
-        seg = _segmentation(datasets, labels, descriptions)
+        seg = _segmentation(datasets, labels, segment_descriptions(SEGMENTS, "nephroseg", _version()))
     except (AttributeError, ValueError, TypeError) as err:
         raise NephrosegInputError(
             series_folder, f"cannot reference this series in a DICOM-SEG ({type(err).__name__}: {err})"
@@ -72,6 +59,26 @@ def write_dicom_seg(
     with atomic_path(target) as tmp:
         seg.save_as(tmp)
     return target
+
+
+def segment_descriptions(
+    segments: Sequence[tuple[str, hd.sr.CodedConcept, hd.sr.CodedConcept]], algorithm: str, version: str
+) -> list[hd.seg.SegmentDescription]:
+    """Segments 1, 2, … as (label, category, type), found automatically by ``algorithm``."""
+    identification = hd.AlgorithmIdentificationSequence(
+        name=algorithm, version=version, family=codes.cid7162.ArtificialIntelligence
+    )
+    return [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=label,
+            segmented_property_category=category,
+            segmented_property_type=kind,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=identification,
+        )
+        for number, (label, category, kind) in enumerate(segments, start=1)
+    ]
 
 
 def _labels_per_frame(labels: np.ndarray, source: pydicom.Dataset, target: Path) -> np.ndarray:
