@@ -309,7 +309,10 @@ def _cohort(root: Path, change: str) -> Path:
 
 TRAIN_FAULTS = {
     "stray_255": ("segmentation.nii.gz", "label values outside {0, 1, 2}: 255"),
-    "stray_3": ("segmentation.nii.gz", "label values outside {0, 1, 2}: 3"),
+    "stray_3": (
+        "segmentation.nii.gz",
+        "label values outside {0, 1, 2}: 3 (KiTS21/23 label cysts 3; the KiTS19",
+    ),
     "shape": ("segmentation.nii.gz", "label shape (11, 40, 48) differs from image shape (12, 40, 48)"),
     "affine": ("segmentation.nii.gz", "(tolerance 0.001 mm)"),
     "nan_image": ("imaging.nii.gz", "contains 1 NaN"),
