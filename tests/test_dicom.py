@@ -457,6 +457,13 @@ def test_predict_a_folder_of_patient_dicom_exports(trained_run, tmp_path: Path, 
     code, _, err = run_cli([*report, "--no-progress"], capsys)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "r" / "viewer").iterdir()) == ["PAT2.html", "patientA.html"]
+    text = (tmp_path / "r" / "report.md").read_text()  # each result traced back to its series
+    uid = pydicom.dcmread(next((exports / "patientA").glob("*.dcm"))).SeriesInstanceUID
+    assert (
+        "| case | study date | series | series UID | scanner | slices | slice thickness mm | kernel |" in text
+    )
+    assert f"| patientA | 2026-11-24 | abdomen | {uid} | phantom | 8 | 3.0 |  |" in text
+    assert "Phantom^Test" not in text and "| A |" not in text  # nothing that names the patient
 
 
 def test_dicom_seg_needs_a_dicom_input(trained_run, tmp_path: Path, capsys) -> None:

@@ -153,6 +153,25 @@ def choose_ct_series(folder: Path, series_uid: str | None = None) -> Series:
     return series
 
 
+def series_summary(folder: Path) -> dict[str, str]:
+    """What a report names of the CT series read from ``folder`` (nothing identifying the patient):
+    study date, series description and UID, scanner, slices, thickness and kernel."""
+    series = choose_ct_series(folder)
+    header = pydicom.dcmread(series.files[0], stop_before_pixels=True)
+    date = str(header.get("StudyDate", ""))
+    scanner = " ".join(str(header.get(k, "")) for k in ("Manufacturer", "ManufacturerModelName")).strip()
+    kernel = header.get("ConvolutionKernel", "")
+    return {
+        "study date": f"{date[:4]}-{date[4:6]}-{date[6:]}" if len(date) == 8 else date,
+        "series": series.description,
+        "series UID": series.uid,
+        "scanner": scanner,
+        "slices": str(series.slices),
+        "slice thickness mm": str(header.get("SliceThickness", "")),
+        "kernel": "\\".join(kernel) if isinstance(kernel, pydicom.multival.MultiValue) else str(kernel),
+    }
+
+
 def series_geometry(folder: Path, series: Series) -> tuple[list[pydicom.Dataset], list[Path], np.ndarray]:
     """A single-frame series' datasets and files in stacking order and its affine (stored slice,
     row, column → RAS mm), after every check the headers allow."""

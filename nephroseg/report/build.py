@@ -10,6 +10,7 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import Volume, read_kits_json, read_volume
+from nephroseg.io.dicom import series_summary
 from nephroseg.io.listing import images_by_case, labels_by_case
 from nephroseg.metrics import case_metrics
 from nephroseg.progress import progress_bar
@@ -96,6 +97,7 @@ def build_report(
                     spacing=image.spacing,
                     title=case_id,
                 )
+            source = series_summary(images[case_id]) if images[case_id].is_dir() else None
             reports.append(
                 CaseReport.from_label(
                     case_id,
@@ -105,6 +107,7 @@ def build_report(
                     radiographic_size_cm=sizes.get(case_id),
                     overlay=overlay,
                     viewer=page,
+                    source=source,
                 )
             )
             bar.advance(task)

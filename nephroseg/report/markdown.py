@@ -53,6 +53,7 @@ class CaseReport:
     overlay: Path | None = None
     side_volumes_ml: Mapping[str, float] = field(default_factory=dict)  # kidney_side_volumes_ml keys
     viewer: Path | None = None  # the case's HTML page (viewer.py)
+    source: Mapping[str, str] = field(default_factory=dict)  # a DICOM series' description (io.dicom)
 
     @classmethod
     def from_label(
@@ -65,6 +66,7 @@ class CaseReport:
         radiographic_size_cm: float | None = None,
         overlay: Path | None = None,
         viewer: Path | None = None,
+        source: Mapping[str, str] | None = None,
         min_tumor_ml: float = 0.05,
     ) -> CaseReport:
         """Measure a label map (usually the prediction) and wrap the result for the report."""
@@ -77,6 +79,7 @@ class CaseReport:
             overlay=overlay,
             side_volumes_ml=kidney_side_volumes_ml(label, spacing),
             viewer=viewer,
+            source=dict(source or {}),
         )
 
     @property
@@ -120,6 +123,7 @@ def write_report_md(
     lines += _scores_section(cases)
     lines += _cases_section(cases, out.parent)
     lines += _findings_section(cases)
+    lines += _sources_section(cases)
     if tables:
         links = ", ".join(f"[{_cell(Path(t).name)}]({_link(t, out.parent)})" for t in tables)
         lines += [f"The measurements above as CSV, unrounded: {links}.", ""]
@@ -195,6 +199,18 @@ def _findings_section(cases: Sequence[CaseReport]) -> list[str]:
             slices = f"{t.slice_range[0]}–{t.slice_range[1]}"
             row = [_cell(case.case_id), str(number), t.side, _num(t.volume_ml, 2)]
             lines.append(_row([*row, _num(t.axial_diameter_mm, 1), _num(t.diameter_3d_mm, 1), slices]))
+    return [*lines, ""]
+
+
+def _sources_section(cases: Sequence[CaseReport]) -> list[str]:
+    """The DICOM series each case was read from, to trace a result back to the PACS."""
+    with_source = [case for case in cases if case.source]
+    if not with_source:
+        return []
+    keys = list(dict.fromkeys(key for case in with_source for key in case.source))
+    lines = ["## DICOM series", "", _row(["case", *keys]), _row(["---"] * (len(keys) + 1))]
+    for case in with_source:
+        lines.append(_row([_cell(case.case_id), *(_cell(case.source.get(key, "")) for key in keys)]))
     return [*lines, ""]
 
 
