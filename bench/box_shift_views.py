@@ -141,14 +141,14 @@ def main() -> None:
 
     from nephroseg.inference.predict import load_models
     from nephroseg.inference.sliding import make_segmenter
-    from nephroseg.io import find_cases, load_case
+    from nephroseg.io import labelled_cases, load_case
     from nephroseg.metrics.overlap import kits_scores
 
     device = torch.device("cpu")
     cascade = make_segmenter(
         load_models([args.model], device), device, coarse_models=load_models([args.coarse_model], device)
     )
-    cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]
+    cases = [load_case(case) for case in labelled_cases(args.data)]
     # Each kernel as a function of the case's slice spacing (mm).
     kernels = {f"w={w}": lambda dz, w=w: (w, 1.0 - 2.0 * w, w) if w else () for w in args.z_weight or []}
     for text in args.z_kernel:

@@ -32,13 +32,13 @@ def main() -> None:
 
     from nephroseg.inference.predict import load_models
     from nephroseg.inference.sliding import make_segmenter
-    from nephroseg.io import find_cases, load_case
+    from nephroseg.io import labelled_cases, load_case
     from nephroseg.metrics.overlap import kits_scores
 
     device = torch.device("cpu")
     models = load_models([args.model], device)
     coarse = load_models([args.coarse_model], device) if args.coarse_model else None
-    cases = [load_case(case) for case in find_cases(args.data, require_labels=True)]
+    cases = [load_case(case) for case in labelled_cases(args.data)]
     for text in args.scales:
         scales = tuple(float(z) for z in text.split(","))
         segmenter = make_segmenter(models, device, coarse_models=coarse, scales=scales)

@@ -19,7 +19,7 @@ import nibabel as nib
 import numpy as np
 
 from nephroseg.inference import predict
-from nephroseg.io import find_cases, read_volume, write_array
+from nephroseg.io import labelled_cases, read_volume, write_array
 from nephroseg.metrics import case_metrics
 
 
@@ -48,8 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     thinned = args.out / "thinned"
     steps = {
-        case.case_id: thin_out(case.folder, thinned, args.target_mm)
-        for case in find_cases(args.data, require_labels=True)
+        case.case_id: thin_out(case.folder, thinned, args.target_mm) for case in labelled_cases(args.data)
     }
     coarse = [args.coarse_model] if args.coarse_model else None
     for source, target in ((args.data, args.out / "pred_native"), (thinned, args.out / "pred_thinned")):

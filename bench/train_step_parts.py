@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 
 from nephroseg.data import SliceDataset, SliceSampler
 from nephroseg.demo import DEMO_PROFILE, DEMO_RECIPE, DemoSettings
-from nephroseg.io import find_cases
+from nephroseg.io import labelled_cases
 from nephroseg.losses import build_loss
 from nephroseg.models import build_model
 from nephroseg.progress import progress_bar
@@ -55,7 +55,7 @@ def main() -> None:
             demo = DemoSettings()
             synthesize_cohort(data, 8, demo.seed, demo.synth_config(), progress=False)
         with progress_bar(False) as bar:  # the trainer's own preparation: one crop per kidney
-            cases = find_cases(data, require_labels=True)
+            cases = labelled_cases(data)
             crops = _prepare_all(cases, recipe.preprocess, Path(scratch) / "cache", bar, "prepare")
         spec = recipe.train
         loaders, loss_fns = {}, {}
