@@ -410,6 +410,13 @@ def test_dicom_seg_output_matches_the_nifti_output_voxel_for_voxel(
     code, _, err = run_cli([*report, "--out", str(tmp_path / "report"), "--no-progress"], capsys)
     assert code == 0, err
     assert (tmp_path / "report" / "viewer" / "patient8.html").is_file()
+    # a named .dcm output is that file; without --format dicom-seg it is refused, nothing written
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "one.dcm"), "--format", "dicom-seg"], capsys)
+    assert code == 0 and (tmp_path / "one.dcm").is_file(), err
+    np.testing.assert_array_equal(read_volume(tmp_path / "one.dcm", label=True).array, nifti.array)
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "two.dcm")], capsys)
+    assert code == 2 and "a .dcm output is a DICOM-SEG: pass --format dicom-seg" in err
+    assert not (tmp_path / "two.dcm").exists()
     seg = hd.seg.segread(tmp_path / "seg" / "patient8.dcm")
     labels = [d.SegmentLabel for d in seg.SegmentSequence]
     assert labels == ["Kidney", "Kidney tumor"]

@@ -64,11 +64,14 @@ def plan_outputs(
             "--format", f"unknown format '{output_format}' ({', '.join(OUTPUT_SUFFIXES)})"
         )
     sources = images_by_case(inputs)
+    names_a_file = is_nifti(output) or is_itk(output) or output.suffix.lower() == ".dcm"
+    if output.suffix.lower() == ".dcm" and output_format != "dicom-seg" and not output.is_dir():
+        raise NephrosegInputError(output, "a .dcm output is a DICOM-SEG: pass --format dicom-seg")
     if output_format == "dicom-seg":
         not_dicom = [str(path) for path in sources.values() if not path.is_dir()]
         if not_dicom:
             raise NephrosegInputError(not_dicom[0], "DICOM-SEG output needs a DICOM series as input")
-    if len(sources) == 1 and (is_nifti(output) or is_itk(output)) and not output.is_dir():
+    if len(sources) == 1 and names_a_file and not output.is_dir():
         if resume:
             raise NephrosegInputError(output, "--resume needs an output folder, not a file")
         case_id, source = next(iter(sources.items()))  # a KiTS case folder's source is its imaging file
@@ -76,7 +79,7 @@ def plan_outputs(
     else:
         if output.exists() and not output.is_dir():
             raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
-        if not output.exists() and (is_nifti(output) or is_itk(output)):
+        if not output.exists() and names_a_file:
             shown = ", ".join(list(sources)[:3]) + (" …" if len(sources) > 3 else "")
             raise NephrosegInputError(
                 output, f"{len(sources)} inputs ({shown}) need an output folder, not a file name"
