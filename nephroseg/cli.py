@@ -37,7 +37,7 @@ DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 def synth(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the KiTS19-layout cohort into.")],
     cases: Annotated[int, typer.Option(help="Number of cases.", min=1)] = 10,
-    seed: Annotated[int, typer.Option(help="Cohort seed: same seed, same cases.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Cohort seed: same seed, same cases.")] = 0,
     size: Annotated[
         int, typer.Option(help="In-plane size in pixels (512 as KiTS19; smaller is faster).")
     ] = 512,
@@ -99,7 +99,7 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override a recipe field: section.key=value (repeatable)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the split, initialization and sampling.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for the split, initialization and sampling.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
     device: DeviceOption = "auto",
     cache: Annotated[
@@ -143,7 +143,7 @@ def cv(
         list[str] | None, typer.Option("--set", help="Override a recipe field (repeatable).")
     ] = None,
     folds: Annotated[int | None, typer.Option(help="Number of folds (default: the recipe's).", min=2)] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the folds and training.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed for the folds and training.")] = 0,
     device: DeviceOption = "auto",
     progress: ProgressOption = True,
 ) -> None:
@@ -172,7 +172,7 @@ def sweep(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe field (repeatable).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed shared by every run.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed shared by every run.")] = 0,
     device: DeviceOption = "auto",
     progress: ProgressOption = True,
 ) -> None:
@@ -413,7 +413,7 @@ def demo(
             "has one, is trained first as the cascade's kidney finder."
         ),
     ] = _DEMO.profile,
-    seed: Annotated[int, typer.Option(help="Cohort and training seed.")] = _DEMO.seed,
+    seed: Annotated[int, typer.Option(min=0, help="Cohort and training seed.")] = _DEMO.seed,
     progress: ProgressOption = True,
 ) -> None:
     """The main job end to end on generated data: synth → train → predict → evaluate → report."""
@@ -463,16 +463,20 @@ def main(argv: list[str] | None = None) -> None:
         with _sigterm_unwinds(), warnings.catch_warnings():
             warnings.simplefilter("always", NephrosegInputWarning)
             warnings.showwarning = _show_warning(warnings.showwarning)
-            result = app(args=argv, standalone_mode=False)
+            result = app(args=argv, standalone_mode=False, prog_name="nephroseg")
     except NephrosegInputError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, typer.Abort):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+    except (click.ClickException, typer.TyperException) as err:  # typer now carries its own click
+        show = getattr(err, "show", None)
+        if show is not None:
+            show()  # a usage error: what was wrong and where --help is, no traceback
+        else:
+            typer.echo(f"error: {err}", err=True)
+        sys.exit(getattr(err, "exit_code", 2))
     if isinstance(result, int) and result:
         if result == INTERRUPTED:  # typer's answer to Ctrl-C
             typer.echo("interrupted", err=True)

@@ -437,3 +437,23 @@ def test_train_on_the_kits19_layout_with_test_cases_beside(tmp_path: Path, capsy
     assert f"warning: {data}: 1 case(s) without segmentation.nii.gz left out: case_00003" in err
     split = json.loads((run / "split.json").read_text())
     assert sorted(split["train"] + split["val"]) == ["case_00000", "case_00001", "case_00002"]
+
+
+@pytest.mark.parametrize(
+    "args,shown",
+    [
+        (["predict", "-i", "scans"], "Missing option '--output' / '-o'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["synth", "--out", "x", "--cases", "0"], "Invalid value for '--cases'"),
+        (["synth", "--out", "x", "--seed", "-1"], "Invalid value for '--seed'"),
+        (
+            ["train", "--data", "d", "--recipe", "resunet25d", "--out", "r", "--seed", "abc"],
+            "Invalid value for '--seed'",
+        ),
+    ],
+)
+def test_usage_errors_say_what_and_where_help_is(args: list[str], shown: str, capsys) -> None:
+    """Typer carries its own click: its usage errors must still end as a message and exit 2, not a
+    traceback."""
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and shown in err and "Try 'nephroseg" in err and "Traceback" not in err
