@@ -29,6 +29,26 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        import torch
+
+        typer.echo(f"nephroseg {version('nephroseg')} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top_level(
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """Kidney and kidney-tumor segmentation in abdominal CT (KiTS19: 0 background, 1 kidney, 2 tumor)."""
+
+
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
 DeviceOption = Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")]
 

@@ -457,3 +457,10 @@ def test_usage_errors_say_what_and_where_help_is(args: list[str], shown: str, ca
     traceback."""
     code, _, err = run_cli(args, capsys)
     assert code == 2 and shown in err and "Try 'nephroseg" in err and "Traceback" not in err
+
+
+def test_version(capsys) -> None:
+    from importlib.metadata import version
+
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0 and out.startswith(f"nephroseg {version('nephroseg')} (torch {torch.__version__})")
