@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise NephrosegInputError(path, "checkpoint not found")
     if path.stat().st_size == 0:
         raise NephrosegInputError(path, "not a readable checkpoint: the file is empty (0 bytes)")
+    if not zipfile.is_zipfile(path):  # an image, a text file, a checkpoint cut short
+        raise NephrosegInputError(
+            path,
+            "not a readable checkpoint: not the zip archive torch.save writes (cut short, or another kind of "
+            "file; a model is a run folder, a .pt checkpoint or an .onnx file)",
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
