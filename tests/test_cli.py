@@ -464,3 +464,33 @@ def test_version(capsys) -> None:
 
     code, out, _ = run_cli(["--version"], capsys)
     assert code == 0 and out.startswith(f"nephroseg {version('nephroseg')} (torch {torch.__version__})")
+
+
+@pytest.mark.parametrize(
+    "command,shown",
+    [
+        (
+            ["train", "--recipe", "resunet25d", "--profile", "tiny"],
+            "cannot hold out 1 of 1 cases (holdout split",
+        ),
+        (
+            ["cv", "--recipe", "resunet25d", "--profile", "tiny", "--folds", "3"],
+            "3 folds need at least 3 cases, got 1",
+        ),
+    ],
+)
+def test_too_few_cases_for_the_split(command: list[str], shown: str, tmp_path: Path, capsys) -> None:
+    """One labelled case cannot be split: one line naming the data folder, and no run folder made."""
+    from conftest import blob_case
+
+    image, label = blob_case(seed=0)
+    save_nifti(
+        tmp_path / "one" / "case_00000" / "imaging.nii.gz", image, kits_affine((3.0, 1.5, 1.5)), np.int16
+    )
+    save_nifti(
+        tmp_path / "one" / "case_00000" / "segmentation.nii.gz", label, kits_affine((3.0, 1.5, 1.5)), np.uint8
+    )
+    args = [command[0], "--data", str(tmp_path / "one"), "--out", str(tmp_path / "run"), *command[1:]]
+    code, _, err = run_cli([*args, "--no-progress"], capsys)
+    _assert_user_error(code, err, f"error: {tmp_path / 'one'}: ", shown)
+    assert not (tmp_path / "run").exists()

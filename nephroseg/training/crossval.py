@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nephroseg.data import kfold_splits
+from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.predict import PredictionJob, load_models, run_jobs
 from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import atomic_write_text, labelled_cases
@@ -48,7 +49,10 @@ def cross_validate(
     n_folds = folds or recipe.train.split.folds
     cases = labelled_cases(data_dir)
     by_id = {c.case_id: c for c in cases}
-    splits = kfold_splits(list(by_id), seed, n_folds)
+    try:
+        splits = kfold_splits(list(by_id), seed, n_folds)
+    except ValueError as err:
+        raise NephrosegInputError(data_dir, f"{err} (labelled cases)") from err
     torch_device = resolve_device(device)
     oof_dir = out_dir / OUT_OF_FOLD
     per_fold: list[dict[str, float]] = []

@@ -102,9 +102,14 @@ def _prepare_all(
     return prepared
 
 
-def _resolve_split(run_dir: Path, case_ids: list[str], recipe: Recipe, seed: int, resume: bool) -> Split:
+def _resolve_split(
+    data_dir: str | Path, run_dir: Path, case_ids: list[str], recipe: Recipe, seed: int, resume: bool
+) -> Split:
     path = run_dir / "split.json"
-    split = make_split(case_ids, recipe.train.split, seed)
+    try:
+        split = make_split(case_ids, recipe.train.split, seed)
+    except ValueError as err:  # too few cases for the recipe's split
+        raise NephrosegInputError(data_dir, f"{err} ({recipe.train.split.kind} split of the recipe)") from err
     if resume and path.exists():
         stored = json.loads(path.read_text())
         if stored["train"] != split.train or stored["val"] != split.val:
@@ -264,7 +269,7 @@ def _prepare_data(
     data_dir, recipe: Recipe, run_dir: Path, seed: int, resume: bool, cache: Path, progress: bool
 ):
     cases = labelled_cases(data_dir)
-    split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
+    split = _resolve_split(data_dir, run_dir, [c.case_id for c in cases], recipe, seed, resume)
     by_id = {c.case_id: c for c in cases}
     spec = recipe.preprocess
     with progress_bar(progress) as bar:

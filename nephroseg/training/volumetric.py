@@ -238,7 +238,7 @@ def _train(
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     try:
         cases = labelled_cases(data_dir)
-        split = _resolve_split(run_dir, [c.case_id for c in cases], recipe, seed, resume)
+        split = _resolve_split(data_dir, run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
         prepare_started = time.perf_counter()
         failure = None
