@@ -170,6 +170,8 @@ def test_make_segmenter_pairs_kidney_crop_models_with_a_coarse_one() -> None:
         make_segmenter([whole], cpu, coarse_models=[whole])
     with pytest.raises(NephrosegInputError, match="cannot ensemble kidney-crop models"):
         make_segmenter([refine, whole], cpu, coarse_models=[whole])
+    with pytest.raises(NephrosegInputError, match="is a kidney-crop model too: the kidneys are found by"):
+        make_segmenter([refine], cpu, coarse_models=[refine])  # the two stages swapped or repeated
 
 
 def test_both_stages_of_a_cascade_run_in_the_precision_asked() -> None:

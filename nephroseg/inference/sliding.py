@@ -297,6 +297,10 @@ def make_segmenter(
             raise NephrosegInputError(
                 "--model", "a kidney-crop model needs --coarse-model to find the kidneys first"
             )
+        if any(m.recipe.preprocess.kidney_crop_mm is not None for m in coarse_models):
+            raise NephrosegInputError(
+                "--coarse-model", "is a kidney-crop model too: the kidneys are found by a whole-slice one"
+            )
         from nephroseg.inference.cascade import KidneyCropSegmenter
 
         coarse_segmenter = make_segmenter(coarse_models, device, batch_size=batch_size, precision=precision)
