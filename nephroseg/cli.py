@@ -46,7 +46,7 @@ def _top_level(
         bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
-    """Kidney and kidney-tumor segmentation in abdominal CT (KiTS19: 0 background, 1 kidney, 2 tumor)."""
+    """Options before any command (the help text is the app's)."""
 
 
 ProgressOption = Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")]
