@@ -321,6 +321,24 @@ def import_nnunet(
     typer.echo(f"wrote {len(import_(dataset, out, overwrite=overwrite))} cases to {out}")
 
 
+@app.command("import-kits")
+def import_kits(
+    data: Annotated[
+        Path, typer.Option(help="A KiTS21 or KiTS23 dataset folder (case_XXXXX/imaging.nii.gz …).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="KiTS19-layout folder to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace existing case files.")] = False,
+) -> None:
+    """Bring KiTS21/KiTS23 data to the KiTS19 task: cysts (label 3) become kidney (1); imaging linked."""
+    from nephroseg.io.kits23 import import_kits23
+
+    result = import_kits23(data, out, overwrite=overwrite)
+    typer.echo(
+        f"wrote {len(result.cases)} cases to {out} ({result.labelled} labelled; "
+        f"{result.cyst_voxels} cyst voxels relabelled as kidney)"
+    )
+
+
 @app.command()
 def convert(
     source: Annotated[Path, typer.Argument(help="NIfTI, NRRD or MHA file, or a DICOM series folder.")],

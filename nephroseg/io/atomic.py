@@ -7,6 +7,7 @@ import csv
 import errno
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -91,6 +92,16 @@ def atomic_write_csv(final: str | Path, rows: Iterable[Sequence[object]]) -> Non
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(rows)
     atomic_write_text(final, buffer.getvalue())
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard link when possible (no copy of big volumes), else an atomic byte copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 def atomic_write_bytes(final: str | Path, data: bytes) -> None:

@@ -9,13 +9,12 @@ links when on the same file system), so geometry is untouched. nnU-Net's predict
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.atomic import atomic_path, atomic_write_text
+from nephroseg.io.atomic import atomic_write_text, link_or_copy
 from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, find_cases
 
 LABELS = {"background": 0, "kidney": 1, "tumor": 2}
@@ -28,16 +27,6 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9]+", name):
         raise NephrosegInputError("--name", f"letters and digits only (nnU-Net's rule), got '{name}'")
     return f"Dataset{dataset_id:03d}_{name}"
-
-
-def _place(source: Path, target: Path) -> None:
-    """Hard link when possible (no copy of big volumes), else an atomic byte copy."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        with atomic_path(target) as tmp:
-            shutil.copyfile(source, tmp)
 
 
 def export_nnunet(
@@ -53,10 +42,10 @@ def export_nnunet(
     labelled = [c for c in cases if c.segmentation is not None]
     for case in cases:
         if case.segmentation is not None:
-            _place(case.imaging, folder / "imagesTr" / f"{case.case_id}_0000.nii.gz")
-            _place(case.segmentation, folder / "labelsTr" / f"{case.case_id}.nii.gz")
+            link_or_copy(case.imaging, folder / "imagesTr" / f"{case.case_id}_0000.nii.gz")
+            link_or_copy(case.segmentation, folder / "labelsTr" / f"{case.case_id}.nii.gz")
         else:
-            _place(case.imaging, folder / "imagesTs" / f"{case.case_id}_0000.nii.gz")
+            link_or_copy(case.imaging, folder / "imagesTs" / f"{case.case_id}_0000.nii.gz")
     description = {
         "channel_names": {"0": "CT"},
         "labels": LABELS,
@@ -100,4 +89,4 @@ def import_nnunet(dataset: str | Path, out_dir: str | Path, overwrite: bool = Fa
 
 def _place_fresh(source: Path, target: Path) -> None:
     target.unlink(missing_ok=True)
-    _place(source, target)
+    link_or_copy(source, target)

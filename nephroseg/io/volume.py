@@ -228,7 +228,8 @@ def _as_label_array(path: Path, data: np.ndarray) -> np.ndarray:
     if data.min() < 0 or data.max() > max(LABEL_VALUES):
         values = np.unique(data[(data < 0) | (data > max(LABEL_VALUES))])
         shown = ", ".join(str(v) for v in values[:8].tolist())
-        hint = " (KiTS21/23 label cysts 3; the KiTS19 task counts them as kidney, 1)" if 3 in values else ""
+        hint = " (KiTS21/23 label cysts 3; the KiTS19 task counts them as kidney: `nephroseg import-kits`)"
+        hint = hint if 3 in values else ""
         raise NephrosegInputError(path, f"label values outside {{0, 1, 2}}: {shown}{hint}")
     return data.astype(np.uint8, copy=False)
 

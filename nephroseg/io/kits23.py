@@ -1,0 +1,67 @@
+"""KiTS21 and KiTS23 datasets in the KiTS19 task's labels, so that they train and score here.
+
+Both ship the KiTS19 layout (``case_XXXXX/imaging.nii.gz``) with a fourth label, 3 for cysts, that
+KiTS19 counted as kidney: the import relabels 3 as 1. KiTS23 names the label map
+``segmentation.nii.gz``, KiTS21 ``aggregated_MAJ_seg.nii.gz`` (the majority vote of its
+annotators). Imaging is hard-linked where the file system allows, never changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.atomic import link_or_copy
+from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, find_cases
+from nephroseg.io.volume import Volume, read_volume, write_like
+
+CYST = 3
+KIDNEY = 1
+LABEL_NAMES = (SEGMENTATION_NAME, "aggregated_MAJ_seg.nii.gz")  # KiTS23, then KiTS21
+
+
+@dataclass(frozen=True)
+class KitsImport:
+    cases: list[Path]  # the case folders written
+    labelled: int  # of which with a label map
+    cyst_voxels: int  # relabelled from cyst (3) to kidney (1)
+
+
+def import_kits23(data_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> KitsImport:
+    """Write ``out_dir/case_XXXXX/{imaging,segmentation}.nii.gz`` in KiTS19 labels."""
+    out_dir = Path(out_dir)
+    folders, labelled, cyst_voxels = [], 0, 0
+    for case in find_cases(data_dir):
+        target = out_dir / case.case_id
+        existing = [target / name for name in (IMAGING_NAME, SEGMENTATION_NAME) if (target / name).exists()]
+        if existing and not overwrite:
+            raise NephrosegInputError(existing[0], "exists; pass --overwrite to replace it")
+        source = next((case.folder / name for name in LABEL_NAMES if (case.folder / name).is_file()), None)
+        relabelled = _kits19_labels(source) if source is not None else None  # checked before writing
+        for path in existing:
+            path.unlink()
+        link_or_copy(case.imaging, target / IMAGING_NAME)
+        if relabelled is not None:
+            labels, volume, cysts = relabelled
+            write_like(labels, volume, target / SEGMENTATION_NAME)
+            cyst_voxels += cysts
+            labelled += 1
+        folders.append(target)
+    return KitsImport(folders, labelled, cyst_voxels)
+
+
+def _kits19_labels(source: Path) -> tuple[np.ndarray, Volume, int]:
+    """The canonical label map with cysts as kidney, its volume (for the grid) and the cyst voxels."""
+    volume = read_volume(source)  # as intensities: label 3 is refused by a KiTS19 label read
+    values = volume.array
+    if not np.array_equal(values, np.round(values)) or values.min() < 0 or values.max() > CYST:
+        stray = np.unique(values[(values != np.round(values)) | (values < 0) | (values > CYST)])[:8]
+        shown = ", ".join(f"{v:g}" for v in stray)
+        raise NephrosegInputError(source, f"label values outside {{0, 1, 2, 3}}: {shown}")
+    labels = values.astype(np.uint8)
+    cysts = labels == CYST
+    labels[cysts] = KIDNEY
+    return labels, volume, int(np.count_nonzero(cysts))
