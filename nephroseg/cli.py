@@ -324,7 +324,7 @@ def import_nnunet(
 @app.command("import-kits")
 def import_kits(
     data: Annotated[
-        Path, typer.Option(help="A KiTS21 or KiTS23 dataset folder (case_XXXXX/imaging.nii.gz …).")
+        Path, typer.Option(help="A KiTS21 or KiTS23 dataset folder (case_NNNNN/imaging.nii.gz …).")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="KiTS19-layout folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace existing case files.")] = False,

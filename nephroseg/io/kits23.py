@@ -1,6 +1,6 @@
 """KiTS21 and KiTS23 datasets in the KiTS19 task's labels, so that they train and score here.
 
-Both ship the KiTS19 layout (``case_XXXXX/imaging.nii.gz``) with a fourth label, 3 for cysts, that
+Both ship the KiTS19 layout (``case_NNNNN/imaging.nii.gz``) with a fourth label, 3 for cysts, that
 KiTS19 counted as kidney: the import relabels 3 as 1. KiTS23 names the label map
 ``segmentation.nii.gz``, KiTS21 ``aggregated_MAJ_seg.nii.gz`` (the majority vote of its
 annotators). Imaging is hard-linked where the file system allows, never changed.
@@ -31,7 +31,7 @@ class KitsImport:
 
 
 def import_kits23(data_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> KitsImport:
-    """Write ``out_dir/case_XXXXX/{imaging,segmentation}.nii.gz`` in KiTS19 labels."""
+    """Write ``out_dir/case_NNNNN/{imaging,segmentation}.nii.gz`` in KiTS19 labels."""
     out_dir = Path(out_dir)
     folders, labelled, cyst_voxels = [], 0, 0
     for case in find_cases(data_dir):
