@@ -310,6 +310,14 @@ def _read_other_format(path: Path, label: bool, on_grid_of: Volume | None = None
 def place_on_grid(volume: Volume, grid: Volume, path: Path) -> Volume:
     """``volume``'s voxels pasted into an empty label map on ``grid``'s grid, when they are a block of
     it: the same spacing and directions, the origin on one of its voxels (to a micrometre)."""
+    block = block_in_grid(volume, grid, path)
+    placed = np.zeros(grid.array.shape, dtype=volume.array.dtype)
+    placed[block] = volume.array
+    return Volume(placed, grid.affine.copy(), grid.source)
+
+
+def block_in_grid(volume: Volume, grid: Volume, path: Path) -> tuple[slice, slice, slice]:
+    """Where ``volume``'s canonical voxels lie in ``grid``'s, or an error naming ``path``."""
     to_grid = np.linalg.inv(grid.affine) @ volume.affine
     offset = np.round(to_grid[:3, 3]).astype(int)
     shift_mm = float(np.abs(grid.affine[:3, :3] @ (to_grid[:3, 3] - offset)).max())
@@ -322,9 +330,7 @@ def place_on_grid(volume: Volume, grid: Volume, path: Path) -> Volume:
     stop = offset + np.array(volume.array.shape)
     if (offset < 0).any() or (stop > np.array(grid.array.shape)).any():
         raise NephrosegInputError(path, f"reaches outside the grid of {grid.name}")
-    placed = np.zeros(grid.array.shape, dtype=volume.array.dtype)
-    placed[tuple(slice(int(a), int(b)) for a, b in zip(offset, stop, strict=True))] = volume.array
-    return Volume(placed, grid.affine.copy(), grid.source)
+    return tuple(slice(int(a), int(b)) for a, b in zip(offset, stop, strict=True))  # type: ignore[return-value]
 
 
 def read_geometry(path: str | Path) -> tuple[tuple[int, int, int], np.ndarray]:

@@ -13,7 +13,7 @@ from nephroseg.io import Volume, atomic_write_text, read_volume
 from nephroseg.io.atomic import atomic_write_csv
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
-from nephroseg.io.volume import is_single_dicom_file, place_on_grid
+from nephroseg.io.volume import block_in_grid, is_single_dicom_file, place_on_grid
 from nephroseg.metrics.overlap import case_metrics
 
 
@@ -94,7 +94,7 @@ def _read_pair(truth_path: Path, prediction_path: Path) -> tuple[Volume, Volume]
 
 def _fits(inner: Volume, outer: Volume) -> bool:
     try:
-        place_on_grid(inner, outer, Path())
+        block_in_grid(inner, outer, Path())
     except NephrosegInputError:
         return False
     return True
