@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -26,3 +27,11 @@ class NephrosegInputWarning(UserWarning):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+def listed(items: Sequence[str], limit: int = 5, *, last: bool = False) -> str:
+    """The first ``limit`` items for a message, '…' for the rest (and the last one when ``last``)."""
+    shown = ", ".join(items[:limit])
+    if len(items) > limit:
+        shown += f" … {items[-1]}" if last else " …"
+    return shown

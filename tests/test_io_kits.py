@@ -158,3 +158,13 @@ def test_a_single_case_folder_or_its_imaging_file_keeps_the_case_id(kits_dir) ->
     assert labels_by_case(case) == {"case_00001": case / "segmentation.nii.gz"}
     assert images_by_case(case / "imaging.nii.gz") == {"case_00001": case / "imaging.nii.gz"}
     assert case_id_of(kits_dir / "imaging.nii.gz") == "imaging"  # not in a case folder: its own name
+
+
+def test_listed_shortens_long_lists_for_messages() -> None:
+    from nephroseg.errors import listed
+
+    assert listed(["a", "b"], 3) == "a, b"
+    assert listed(["a", "b", "c", "d"], 3) == "a, b, c …"
+    assert listed(["case_00210", "case_00211", "case_00212", "case_00299"], 2, last=True) == (
+        "case_00210, case_00211 … case_00299"
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning, listed
 from nephroseg.inference.cascade import KidneyCropSegmenter
 from nephroseg.inference.guards import (
     activations_per_pixel,
@@ -80,7 +80,7 @@ def plan_outputs(
         if output.exists() and not output.is_dir():
             raise NephrosegInputError(output, "exists and is not a folder (give a folder for several inputs)")
         if not output.exists() and names_a_file:
-            shown = ", ".join(list(sources)[:3]) + (" …" if len(sources) > 3 else "")
+            shown = listed(list(sources), 3)
             raise NephrosegInputError(
                 output, f"{len(sources)} inputs ({shown}) need an output folder, not a file name"
             )

@@ -17,7 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, listed
 from nephroseg.io.volume import Volume, volume_from_array
 
 GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
@@ -118,7 +118,7 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
         raise NephrosegInputError(folder, f"no series with SeriesInstanceUID {series_uid} (found: {known})")
     patients = sorted({s.patient for s in series})
     if len(patients) > 1:  # a parent of several patients' exports: which one is not ours to guess
-        shown = ", ".join(f"'{p}'" for p in patients[:4]) + (" …" if len(patients) > 4 else "")
+        shown = listed([f"'{p}'" for p in patients], 4)
         raise NephrosegInputError(
             folder,
             f"holds series of {len(patients)} patients ({shown}): give one patient's folder, "

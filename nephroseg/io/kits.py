@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nephroseg.errors import NephrosegInputError, NephrosegInputWarning
+from nephroseg.errors import NephrosegInputError, NephrosegInputWarning, listed
 from nephroseg.io.atomic import atomic_write_text
 from nephroseg.io.volume import AFFINE_TOLERANCE_MM, Volume, read_geometry, read_volume
 
@@ -61,7 +61,7 @@ def labelled_cases(data_dir: str | Path) -> list[KitsCase]:
         )
     unlabelled = [case.case_id for case in cases if case.segmentation is None]
     if unlabelled:
-        shown = ", ".join(unlabelled[:3]) + (f" … {unlabelled[-1]}" if len(unlabelled) > 3 else "")
+        shown = listed(unlabelled, 3, last=True)
         warnings.warn(
             NephrosegInputWarning(
                 data_dir, f"{len(unlabelled)} case(s) without {SEGMENTATION_NAME} left out: {shown}"

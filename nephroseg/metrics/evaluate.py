@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, listed
 from nephroseg.io import Volume, atomic_write_text, read_volume
 from nephroseg.io.atomic import atomic_write_csv
 from nephroseg.io.kits import check_same_grid
@@ -59,7 +59,7 @@ def evaluate_folders(
         truths = {cid: path for cid, path in truths.items() if cid in set(cases)}
     missing = sorted(set(truths) - set(predictions))
     if missing and not allow_missing:
-        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        shown = listed(missing)
         raise NephrosegInputError(pred_dir, f"no prediction for {len(missing)} ground-truth case(s): {shown}")
     per_case = {}
     for case_id in sorted(set(truths) & set(predictions)):
