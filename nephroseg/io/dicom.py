@@ -18,13 +18,12 @@ import pydicom
 from pydicom.errors import InvalidDicomError
 
 from nephroseg.errors import NephrosegInputError, listed
-from nephroseg.io.volume import Volume, volume_from_array
+from nephroseg.io.volume import LPS_TO_RAS, Volume, volume_from_array
 
 GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
 UNEVEN_TOLERANCE = 0.01  # relative spread of steps accepted as even spacing
 TILT_TOLERANCE_MM = 0.01  # in-plane drift of slice origins per mm of stacking
 FRAME_KEYS = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")  # equal on every slice
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 ENHANCED_VOLUME_CLASSES = {  # multi-frame images holding a whole volume (MR and PET: refused as not CT)
     str(uid)
     for uid in (

@@ -20,6 +20,7 @@ from pydicom.uid import generate_uid
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_path
 from nephroseg.io.dicom import choose_series, list_series, sorted_slices
+from nephroseg.io.volume import LPS_TO_RAS
 
 SEGMENTS = (
     ("Kidney", codes.SCT.Organ, codes.SCT.Kidney),
@@ -143,7 +144,7 @@ def read_dicom_seg_volume(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros(masks.shape[:3], dtype=np.uint8)
     for channel, value in enumerate(wanted.values()):  # kidney segments first, tumor last: tumor wins
         labels[masks[..., channel] > threshold] = value
-    return labels, np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(volume.affine, dtype=np.float64)
+    return labels, LPS_TO_RAS @ np.asarray(volume.affine, dtype=np.float64)
 
 
 def kits_label_of_segments(path: Path, seg: hd.seg.Segmentation) -> dict[int, int]:

@@ -14,10 +14,10 @@ import SimpleITK as sitk
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_path
+from nephroseg.io.volume import LPS_TO_RAS
 
 READ_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 WRITE_SUFFIXES = (".nrrd", ".mha")  # single-file formats: an atomic rename covers the whole output
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def is_itk(path: str | Path) -> bool:

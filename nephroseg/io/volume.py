@@ -29,6 +29,7 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 # broken affine 1e6 mm); resampling them would make a one-pixel image or one of billions of pixels.
 SPACING_RANGE_MM = (0.01, 100.0)
 AFFINE_TOLERANCE_MM = 1e-3  # two grids whose voxels lie this close are one grid (a micrometre)
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM and ITK place voxels in LPS, affines here are RAS+
 
 
 @dataclass(frozen=True, eq=False)
