@@ -131,9 +131,13 @@ def train(
     ] = None,
     progress: ProgressOption = True,
 ) -> None:
-    """Train a recipe; the best checkpoint is chosen by validation KiTS composite Dice."""
+    """Train a recipe; the best checkpoint is chosen by validation KiTS composite Dice.
+
+    Several GPUs: `torchrun --nproc_per_node N -m nephroseg.cli train ...` (one process per GPU,
+    DistributedDataParallel; train.batch_size is per process)."""
     from nephroseg.recipe import load_recipe
     from nephroseg.training import train as train_run
+    from nephroseg.training.distributed import is_main_process
 
     loaded = load_recipe(recipe, profile=profile, overrides=set_)
     result = train_run(
@@ -147,6 +151,8 @@ def train(
         progress=progress,
         weights=weights,
     )
+    if not is_main_process():
+        return
     typer.echo(
         f"best checkpoint {result.best_checkpoint} (epoch {result.best_epoch + 1}, "
         f"validation composite Dice {result.best_composite_dice:.4f})"
@@ -171,9 +177,12 @@ def cv(
     reports per-fold and pooled scores. `predict --model OUT` then ensembles the folds."""
     from nephroseg.recipe import load_recipe
     from nephroseg.training.crossval import cross_validate
+    from nephroseg.training.distributed import is_main_process
 
     loaded = load_recipe(recipe, profile=profile, overrides=set_)
     result = cross_validate(data, loaded, out, folds=folds, seed=seed, device=device, progress=progress)
+    if not is_main_process():
+        return
     for fold, metrics in enumerate(result.per_fold):
         typer.echo(f"fold {fold}: composite_dice={metrics['composite_dice']:.4f}")
     typer.echo(
@@ -198,10 +207,13 @@ def sweep(
 ) -> None:
     """Train one run per value of a recipe field (default: the learning rate) and rank them."""
     from nephroseg.recipe import load_recipe
+    from nephroseg.training.distributed import is_main_process
     from nephroseg.training.sweep import sweep as run_sweep
 
     loaded = load_recipe(recipe, profile=profile, overrides=set_)
     points = run_sweep(data, loaded, out, key, values, seed=seed, device=device, progress=progress)
+    if not is_main_process():
+        return
     for point in sorted(points, key=lambda p: -p.best_composite_dice):
         typer.echo(f"{key}={point.value}: best validation composite_dice={point.best_composite_dice:.4f}")
 

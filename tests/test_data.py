@@ -90,6 +90,24 @@ def test_component_sampling_draws_a_small_tumor_as_often_as_a_large_one() -> Non
     assert abs(shares["component"] - 1 / 2) < 0.03
 
 
+@pytest.mark.parametrize("shuffle_buffer", [None, 5])
+def test_ranks_share_one_stream_without_overlap(shuffle_buffer: int | None) -> None:
+    """Two torchrun ranks take alternate keys of the stream one process would draw for both: no
+    sample twice, none dropped, each rank a full epoch of its own (epoch 1 continuing epoch 0)."""
+    cases = [_case(0), _case(1)]
+    shares = {"tumor_slice_fraction": 0.0, "kidney_slice_fraction": 0.0} if shuffle_buffer else {}
+    per_rank = TrainSpec(iterations_per_epoch=3, batch_size=4, shuffle_buffer=shuffle_buffer, **shares)
+    both = per_rank.model_copy(update={"iterations_per_epoch": 6})
+    for epoch in (0, 1):
+        ranks = [SliceSampler(cases, per_rank, seed=5, rank=r, world_size=2) for r in (0, 1)]
+        single = SliceSampler(cases, both, seed=5)
+        for sampler in (*ranks, single):
+            sampler.set_epoch(epoch)
+        rank0, rank1 = (list(s) for s in ranks)
+        assert len(rank0) == len(rank1) == len(ranks[0]) == 12
+        assert [k for pair in zip(rank0, rank1, strict=True) for k in pair] == list(single)
+
+
 def test_shuffle_buffer_streams_slices_in_file_order_shuffled_locally_and_resumably() -> None:
     cases = [_case(0), _case(1)]  # 2 × 10 slices: stream index = 10 · case + slice
     no_fraction = {"tumor_slice_fraction": 0.0, "kidney_slice_fraction": 0.0}

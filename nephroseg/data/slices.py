@@ -38,12 +38,19 @@ class SampleKey:
 
 class SliceSampler(Sampler[SampleKey]):
     """``iterations × batch_size`` keys per epoch: a share from tumor slices, a share from kidney
-    slices, the rest from anywhere in the volume; or, with ``shuffle_buffer``, seed 003's stream."""
+    slices, the rest from anywhere in the volume; or, with ``shuffle_buffer``, seed 003's stream.
 
-    def __init__(self, cases: list[PreparedCase], spec: TrainSpec, seed: int) -> None:
+    Under ``torchrun`` rank r of ``world_size`` takes every world_size-th key of one stream as long
+    as all ranks' keys together (as ``DistributedSampler`` shares a dataset), so the ranks never
+    draw the same sample and one process alone draws exactly the keys it always drew."""
+
+    def __init__(
+        self, cases: list[PreparedCase], spec: TrainSpec, seed: int, rank: int = 0, world_size: int = 1
+    ) -> None:
         self.cases = cases
         self.spec = spec
         self.seed = seed
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.with_tumor = [i for i, c in enumerate(cases) if len(c.tumor_slices)]
         self.with_kidney = [i for i, c in enumerate(cases) if len(c.kidney_slices)]
@@ -55,14 +62,19 @@ class SliceSampler(Sampler[SampleKey]):
         return self.spec.iterations_per_epoch * self.spec.batch_size
 
     def __iter__(self) -> Iterator[SampleKey]:
+        every_rank = len(self) * self.world_size
         if self.spec.shuffle_buffer:
-            start = self.epoch * len(self)  # one stream for the whole run, so epochs continue it
-            yield from itertools.islice(self._buffered_stream(), start, start + len(self))
-            return
+            start = self.epoch * every_rank  # one stream for the whole run, so epochs continue it
+            keys = itertools.islice(self._buffered_stream(), start, start + every_rank)
+        else:
+            keys = itertools.islice(self._weighted_stream(), every_rank)
+        return itertools.islice(keys, self.rank, None, self.world_size)
+
+    def _weighted_stream(self) -> Iterator[SampleKey]:
         rng = np.random.default_rng([self.seed, self.epoch])
         tumor_share = self.spec.tumor_slice_fraction
         kidney_share = tumor_share + self.spec.kidney_slice_fraction
-        for _ in range(len(self)):
+        while True:
             draw = rng.random()
             if draw < tumor_share and self.with_tumor:
                 case = int(rng.choice(self.with_tumor))

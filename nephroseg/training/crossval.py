@@ -22,8 +22,8 @@ from nephroseg.io import atomic_write_text, labelled_cases
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
 from nephroseg.recipe import Recipe
-from nephroseg.runtime import resolve_device
 from nephroseg.training.checkpoint import LAST_NAME
+from nephroseg.training.distributed import DistContext, barrier, from_main, process_group
 from nephroseg.training.trainer import train
 
 OUT_OF_FOLD = "out_of_fold"
@@ -53,8 +53,29 @@ def cross_validate(
         splits = kfold_splits(list(by_id), seed, n_folds)
     except ValueError as err:
         raise NephrosegInputError(data_dir, f"{err} (labelled cases)") from err
-    torch_device = resolve_device(device)
+    with process_group(device) as (ctx, torch_device):
+        result = _train_folds(
+            data_dir, recipe, out_dir, splits, by_id, seed, device, torch_device, ctx, progress
+        )
+        return from_main(result, ctx)
+
+
+def _train_folds(
+    data_dir,
+    recipe: Recipe,
+    out_dir: Path,
+    splits,
+    by_id,
+    seed,
+    device,
+    torch_device,
+    ctx: DistContext,
+    progress,
+) -> CrossValidation | None:
+    """Every fold trained (by all ``torchrun`` ranks together), then predicted and scored by rank 0,
+    which alone writes the out-of-fold results; the others return None."""
     oof_dir = out_dir / OUT_OF_FOLD
+    n_folds = len(splits)
     per_fold: list[dict[str, float]] = []
     per_case: dict[str, dict[str, float]] = {}
     for fold, split in enumerate(splits):
@@ -63,7 +84,10 @@ def cross_validate(
             {"train": {"split": {"kind": "kfold", "folds": n_folds, "fold": fold}}}, f"fold {fold}"
         )
         resume = (run_dir / "checkpoints" / LAST_NAME).exists()  # a finished fold resumes to its end at once
+        barrier(ctx)  # every rank has looked for the fold's checkpoint before rank 0 writes one
         train(data_dir, fold_recipe, run_dir, seed=seed, resume=resume, device=device, progress=progress)
+        if not ctx.is_main:
+            continue
         jobs = [
             PredictionJob(cid, by_id[cid].imaging, oof_dir / f"{cid}.nii.gz")
             for cid in split.val
@@ -75,6 +99,8 @@ def cross_validate(
         fold_eval = evaluate_folders(oof_dir, data_dir, cases=split.val)
         per_fold.append(fold_eval.mean)
         per_case.update(fold_eval.per_case)
+    if not ctx.is_main:
+        return None
     pooled = Evaluation(dict(sorted(per_case.items())), mean_metrics(per_case))
     write_evaluation(pooled, out_dir)
     _write_fold_table(out_dir, per_fold, pooled)

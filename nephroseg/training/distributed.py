@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -13,6 +16,8 @@ from torch import nn
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.runtime import resolve_device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,11 @@ class DistContext:
         return self.world_size > 1
 
 
+def is_main_process() -> bool:
+    """False in the ranks of ``torchrun`` other than 0: they keep quiet (rank 0 speaks for the run)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device: str) -> tuple[DistContext, torch.device]:
     """Join the process group ``torchrun`` describes in the environment; pick this rank's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -45,6 +55,17 @@ def init_distributed(device: str) -> tuple[DistContext, torch.device]:
     if owns:
         dist.init_process_group(backend="nccl" if torch_device.type == "cuda" else "gloo")
     return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, owns), torch_device
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[tuple[DistContext, torch.device]]:
+    """The ``torchrun`` process group for the span of a command (joined, not re-created, when one
+    is open: a cross-validation trains its folds in one group), left when the command ends."""
+    ctx, torch_device = init_distributed(device)
+    try:
+        yield ctx, torch_device
+    finally:
+        shutdown(ctx)
 
 
 def barrier(ctx: DistContext) -> None:
@@ -63,9 +84,33 @@ def share_main_outcome(ctx: DistContext, error: NephrosegInputError | None) -> N
         raise NephrosegInputError(source, f"{problem} (reported by rank 0)")
 
 
+def main_first(ctx: DistContext, prepare: Callable[[], T]) -> T:
+    """``prepare()`` on rank 0 first (it fills the cache), then on the other ranks (they read
+    it); a bad case rank 0 meets stops every rank with its message."""
+    failure, result = None, None
+    if ctx.is_main:
+        try:
+            result = prepare()
+        except NephrosegInputError as err:
+            failure = err
+    share_main_outcome(ctx, failure)
+    if not ctx.is_main:
+        result = prepare()
+    return result  # type: ignore[return-value]
+
+
 def shutdown(ctx: DistContext) -> None:
     if ctx.owns_group and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def share_main_buffers(module: nn.Module, ctx: DistContext) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank. DistributedDataParallel averages
+    gradients, so the parameters agree, but each rank's running statistics follow its own batches;
+    after this the replicas equal what rank 0's checkpoint holds."""
+    if ctx.active:
+        for buffer in module.buffers():
+            dist.broadcast(buffer.data, src=0)
 
 
 def weight_checksums(module: nn.Module, ctx: DistContext) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from nephroseg.io import atomic_write_text
 from nephroseg.recipe import Recipe, parse_overrides
 from nephroseg.training.checkpoint import LAST_NAME
+from nephroseg.training.distributed import barrier, process_group
 from nephroseg.training.trainer import train
 
 
@@ -37,18 +37,24 @@ def sweep(
     """``key`` is a dotted recipe field (``train.lr``); ``values`` are parsed as YAML scalars."""
     out_dir = Path(out_dir)
     points = []
-    for raw in values:
-        overrides = parse_overrides([f"{key}={raw}"])
-        run_recipe = recipe.with_overrides(overrides, f"--set {key}={raw}")
-        run_dir = out_dir / f"{key.replace('.', '_')}={raw}"
-        resume = (run_dir / "checkpoints" / LAST_NAME).exists()  # a finished run resumes to its end at once
-        train(data_dir, run_recipe, run_dir, seed=seed, resume=resume, device=device, progress=progress)
-        summary = json.loads((run_dir / "summary.json").read_text())
-        value = overrides
-        for part in key.split("."):
-            value = value[part]
-        points.append(SweepPoint(value, run_dir, float(summary["best_val_composite_dice"])))
-    _write_table(out_dir / "sweep.csv", key, points)
+    with process_group(device) as (ctx, _):  # under torchrun: every run trained by all ranks together
+        for raw in values:
+            overrides = parse_overrides([f"{key}={raw}"])
+            run_recipe = recipe.with_overrides(overrides, f"--set {key}={raw}")
+            run_dir = out_dir / f"{key.replace('.', '_')}={raw}"
+            resume = (
+                run_dir / "checkpoints" / LAST_NAME
+            ).exists()  # a finished run resumes to its end at once
+            barrier(ctx)  # every rank has looked for the run's checkpoint before rank 0 writes one
+            result = train(
+                data_dir, run_recipe, run_dir, seed=seed, resume=resume, device=device, progress=progress
+            )
+            value = overrides
+            for part in key.split("."):
+                value = value[part]
+            points.append(SweepPoint(value, run_dir, result.best_composite_dice))
+        if ctx.is_main:
+            _write_table(out_dir / "sweep.csv", key, points)
     return points
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import yaml
 from rich.progress import Progress
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
@@ -33,8 +34,17 @@ from nephroseg.models.weights import load_local_weights
 from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_case, prepare_kidney_crops
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import PreprocessSpec, Recipe, TrainSpec
-from nephroseg.runtime import autocast, resolve_device
+from nephroseg.runtime import autocast
 from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
+from nephroseg.training.distributed import (
+    DistContext,
+    barrier,
+    from_main,
+    main_first,
+    process_group,
+    share_main_buffers,
+    weight_checksums,
+)
 from nephroseg.training.logs import RunLog
 
 
@@ -298,21 +308,42 @@ def finish_step(session: _Session, loss: torch.Tensor, losses: list[float], bar:
     bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
 
 
+class TrainingObjective(torch.nn.Module):
+    """A model with its own objective (Mask R-CNN's detection losses) as a module whose forward is
+    that loss, so that DistributedDataParallel, which synchronizes what its forward computed, can
+    wrap it like any other network."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.network.training_loss(images, labels)
+
+
 def _run_epoch(
-    session: _Session, loader: DataLoader, loss_fn, device: torch.device, bar: Progress, task
+    session: _Session,
+    forward: torch.nn.Module,
+    loader: DataLoader,
+    loss_fn,
+    device: torch.device,
+    bar: Progress,
+    task,
 ) -> float:
-    network, losses = session.model.network, []
-    network.train()
+    """One epoch of steps through ``forward``: the network, its ``TrainingObjective``, or either
+    wrapped in DistributedDataParallel."""
+    losses: list[float] = []
+    forward.train()
     precision = session.model.recipe.train.precision
+    own_loss = hasattr(session.model.network, "training_loss")
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         session.optimizer.zero_grad(set_to_none=True)
-        # A model with its own objective (Mask R-CNN's detection losses) supplies it; others are
-        # scored by the recipe's segmentation loss on their logits.
-        own_loss = getattr(network, "training_loss", None)
+        # A model with its own objective supplies it; others are scored by the recipe's
+        # segmentation loss on their logits.
         with autocast(device, precision):
-            outputs = own_loss(images, labels) if own_loss is not None else network(images)
-        loss = outputs.float() if own_loss is not None else loss_fn(outputs, labels)
+            outputs = forward(images, labels) if own_loss else forward(images)
+        loss = outputs.float() if own_loss else loss_fn(outputs, labels)
         check_finite(loss, session)
         loss.backward()
         session.optimizer.step()
@@ -374,30 +405,53 @@ def train(
             progress=progress,
             tensorboard=tensorboard,
         )
+    with process_group(device) as (ctx, torch_device):
+        return _train_slices(
+            data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress,
+            tensorboard, weights,
+        )  # fmt: skip
+
+
+def _train_slices(
+    data_dir,
+    recipe: Recipe,
+    run_dir: Path,
+    ctx: DistContext,
+    torch_device: torch.device,
+    seed: int,
+    resume: bool,
+    cache_dir,
+    progress: bool,
+    tensorboard: bool,
+    weights,
+) -> TrainResult:
+    """The 2.5D (and 2D) loop. Under ``torchrun`` every rank trains a DistributedDataParallel replica
+    on its own share of the batches (``train.batch_size`` per process); rank 0 validates, writes
+    checkpoints and logs."""
     torch.manual_seed(seed)
     network = build_model(recipe.model)
     _check_tile_size(network, recipe)
-    run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     last_path = checkpoints / LAST_NAME
     if last_path.exists() and not resume:
         raise NephrosegInputError(run_dir, "already holds a training run: pass --resume to continue it")
-    torch_device = resolve_device(device)
+    progress = progress and ctx.is_main
     spec = recipe.train
     fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     prepare_started = time.perf_counter()
     try:
-        split, train_cases, val_cases = _prepare_data(
-            data_dir, recipe, run_dir, seed, resume, cache, progress
+        split, train_cases, val_cases = main_first(
+            ctx, lambda: _prepare_data(data_dir, recipe, run_dir, seed, resume, cache, progress)
         )
     except NephrosegInputError:
-        if fresh:
+        if fresh and ctx.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     prepare_seconds = time.perf_counter() - prepare_started
     recipe = _with_intensity_statistics(recipe, train_cases)
-    _write_run_files(run_dir, recipe, split)
+    if ctx.is_main:
+        _write_run_files(run_dir, recipe, split)
 
     network = network.to(torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
@@ -413,13 +467,14 @@ def train(
         try:
             load_local_weights(network, weights)
         except NephrosegInputError:
-            if fresh:
+            if fresh and ctx.is_main:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
+    forward = _forward_module(network, ctx, torch_device)
     start_epoch = session.epoch
     deep_supervision = bool(getattr(network, "deep_supervision", False))
     loss_fn = build_loss(spec, recipe.model.num_classes, deep_supervision).to(torch_device)
-    sampler = SliceSampler(train_cases, spec, seed)
+    sampler = SliceSampler(train_cases, spec, seed, ctx.rank, ctx.world_size)
     loader = DataLoader(
         SliceDataset(
             train_cases, recipe.preprocess, recipe.augment, recipe.model.in_slices, size=spec.crop_size
@@ -427,8 +482,9 @@ def train(
         batch_size=spec.batch_size,
         sampler=sampler,
         num_workers=spec.num_workers,
+        pin_memory=torch_device.type == "cuda",
     )
-    log = RunLog(run_dir, start_epoch, tensorboard=tensorboard)
+    log = RunLog(run_dir, start_epoch, tensorboard=tensorboard) if ctx.is_main else None
     try:
         with progress_bar(progress) as bar:
             task = bar.add_task("train", total=spec.epochs * spec.iterations_per_epoch, status="")
@@ -438,7 +494,7 @@ def train(
                 started = time.perf_counter()
                 row: dict = {
                     "epoch": session.epoch,
-                    "train_loss": _run_epoch(session, loader, loss_fn, torch_device, bar, task),
+                    "train_loss": _run_epoch(session, forward, loader, loss_fn, torch_device, bar, task),
                 }
                 row.update(
                     step=session.step,
@@ -446,9 +502,11 @@ def train(
                     seconds=time.perf_counter() - started,
                 )
                 session.train_seconds += row["seconds"]
-                if val_cases and (
+                share_main_buffers(network, ctx)
+                validating = val_cases and (
                     (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
-                ):
+                )
+                if ctx.is_main and validating:
                     evaluated = session.evaluated()
                     metrics, choice = validate(evaluated, val_cases, torch_device, decide_postprocess)
                     row.update(metrics)
@@ -461,18 +519,37 @@ def train(
                         )
                 improved = session.best_epoch == session.epoch
                 session.epoch += 1
-                payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
-                if improved:
-                    save_checkpoint(checkpoints / BEST_NAME, payload)
-                save_checkpoint(last_path, payload)
-                log.add(row)
+                if ctx.is_main:
+                    payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
+                    if improved:
+                        save_checkpoint(checkpoints / BEST_NAME, payload)
+                    save_checkpoint(last_path, payload)
+                    log.add(row)  # type: ignore[union-attr]
+                barrier(ctx)
     finally:
-        log.close()
+        if log is not None:
+            log.close()
 
+    digests = weight_checksums(network, ctx)
+    session.best_score, session.best_epoch = from_main((session.best_score, session.best_epoch), ctx)
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
-    summary = run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds)
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if ctx.is_main:
+        summary = {
+            **run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds),
+            "world_size": ctx.world_size,
+            "rank_weight_digests": digests,
+        }
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
+
+
+def _forward_module(network: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
+    """What a training step calls: the network (or its own objective), wrapped in
+    DistributedDataParallel under ``torchrun`` so that the ranks average their gradients."""
+    forward = TrainingObjective(network) if hasattr(network, "training_loss") else network
+    if not ctx.active:
+        return forward
+    return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def run_summary(

@@ -45,9 +45,8 @@ from nephroseg.training.distributed import (
     DistContext,
     barrier,
     from_main,
-    init_distributed,
-    share_main_outcome,
-    shutdown,
+    main_first,
+    process_group,
     weight_checksums,
 )
 from nephroseg.training.logs import RunLog
@@ -208,13 +207,10 @@ def train_volumetric(
     """Train a 3D recipe (``model`` of input kind "3d", ``volumetric`` section) into ``run_dir``."""
     if recipe.volumetric is None:
         raise NephrosegInputError("recipe", f"{recipe.name}: a 3D model needs a 'volumetric' section")
-    ctx, torch_device = init_distributed(device)
-    try:
+    with process_group(device) as (ctx, torch_device):
         return _train(
             data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress, tensorboard
         )
-    finally:
-        shutdown(ctx)
 
 
 def _train(
@@ -241,19 +237,10 @@ def _train(
         split = _resolve_split(data_dir, run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
         prepare_started = time.perf_counter()
-        failure = None
-        if ctx.is_main:  # rank 0 fills the cache; the others then read it
-            try:
-                recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
-                    [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, progress
-                )
-            except NephrosegInputError as err:
-                failure = err
-        share_main_outcome(ctx, failure)
-        if not ctx.is_main:
-            recipe_planned, fingerprint, train_cases, val_cases = prepare_cohort(
-                [by_id[i] for i in split.train], [by_id[i] for i in split.val], recipe, cache, False
-            )
+        train_val = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
+        recipe_planned, fingerprint, train_cases, val_cases = main_first(
+            ctx, lambda: prepare_cohort(*train_val, recipe, cache, progress)
+        )
     except NephrosegInputError:
         if fresh and ctx.is_main:
             shutil.rmtree(run_dir, ignore_errors=True)
