@@ -11,6 +11,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -491,22 +492,11 @@ def _train_slices(
             bar.update(task, completed=start_epoch * spec.iterations_per_epoch)
             while session.epoch < spec.epochs:
                 sampler.set_epoch(session.epoch)
-                started = time.perf_counter()
-                row: dict = {
-                    "epoch": session.epoch,
-                    "train_loss": _run_epoch(session, forward, loader, loss_fn, torch_device, bar, task),
-                }
-                row.update(
-                    step=session.step,
-                    lr=optimizer.param_groups[0]["lr"],
-                    seconds=time.perf_counter() - started,
+                row = timed_epoch(
+                    session, lambda: _run_epoch(session, forward, loader, loss_fn, torch_device, bar, task)
                 )
-                session.train_seconds += row["seconds"]
                 share_main_buffers(network, ctx)
-                validating = val_cases and (
-                    (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
-                )
-                if ctx.is_main and validating:
+                if ctx.is_main and val_cases and validation_due(session):
                     evaluated = session.evaluated()
                     metrics, choice = validate(evaluated, val_cases, torch_device, decide_postprocess)
                     row.update(metrics)
@@ -517,30 +507,62 @@ def _train_slices(
                         bar.update(
                             task, status=f"epoch {session.epoch + 1}: best composite {session.best_score:.3f}"
                         )
-                improved = session.best_epoch == session.epoch
-                session.epoch += 1
-                if ctx.is_main:
-                    payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
-                    if improved:
-                        save_checkpoint(checkpoints / BEST_NAME, payload)
-                    save_checkpoint(last_path, payload)
-                    log.add(row)  # type: ignore[union-attr]
-                barrier(ctx)
+                end_epoch(session, row, ctx, checkpoints, log)
     finally:
         if log is not None:
             log.close()
+    summary = run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds)
+    return finish_run(run_dir, network, session, ctx, summary)
 
+
+def timed_epoch(session: _Session, run_epoch: Callable[[], float]) -> dict:
+    """One epoch of training and its log row (loss, step, learning rate, seconds); the seconds add
+    to the run's training time."""
+    started = time.perf_counter()
+    row: dict = {"epoch": session.epoch, "train_loss": run_epoch()}
+    row.update(
+        step=session.step, lr=session.optimizer.param_groups[0]["lr"], seconds=time.perf_counter() - started
+    )
+    session.train_seconds += row["seconds"]
+    return row
+
+
+def validation_due(session: _Session) -> bool:
+    """Every ``train.val_every`` epochs, and after the last."""
+    spec = session.model.recipe.train
+    return (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
+
+
+def end_epoch(
+    session: _Session, row: dict, ctx: DistContext, checkpoints: Path, log: RunLog | None, **extra
+) -> None:
+    """Close an epoch (2.5D and 3D trainers): rank 0 writes ``last.pt``, ``best.pt`` when this
+    epoch's validation made it the best, and the log row; the other ranks wait for it."""
+    improved = session.best_epoch == session.epoch
+    session.epoch += 1
+    if ctx.is_main:
+        payload = {**session.payload({k: v for k, v in row.items() if k.startswith("val_")}), **extra}
+        if improved:
+            save_checkpoint(checkpoints / BEST_NAME, payload)
+        save_checkpoint(checkpoints / LAST_NAME, payload)
+        log.add(row)  # type: ignore[union-attr]
+    barrier(ctx)
+
+
+def finish_run(
+    run_dir: Path, network: torch.nn.Module, session: _Session, ctx: DistContext, summary: dict
+) -> TrainResult:
+    """Every rank's weight digest and rank 0's choice of the best epoch; rank 0 writes ``summary.json``
+    (``summary`` with those digests) and every rank returns the same result."""
     digests = weight_checksums(network, ctx)
     session.best_score, session.best_epoch = from_main((session.best_score, session.best_epoch), ctx)
-    best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
+    checkpoints = run_dir / "checkpoints"
+    best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else checkpoints / LAST_NAME
     if ctx.is_main:
-        summary = {
-            **run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds),
-            "world_size": ctx.world_size,
-            "rank_weight_digests": digests,
-        }
+        summary = {**summary, "world_size": ctx.world_size, "rank_weight_digests": digests}
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
+    epochs = session.model.recipe.train.epochs
+    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, epochs, session.step)
 
 
 def _forward_module(network: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:

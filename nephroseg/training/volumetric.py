@@ -40,14 +40,11 @@ from nephroseg.preprocess.volumetric import (
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import Recipe
 from nephroseg.runtime import autocast
-from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, load_checkpoint, save_checkpoint
+from nephroseg.training.checkpoint import LAST_NAME, load_checkpoint
 from nephroseg.training.distributed import (
     DistContext,
-    barrier,
-    from_main,
     main_first,
     process_group,
-    weight_checksums,
 )
 from nephroseg.training.logs import RunLog
 from nephroseg.training.trainer import (
@@ -58,9 +55,13 @@ from nephroseg.training.trainer import (
     build_optimizer,
     build_schedule,
     check_finite,
+    end_epoch,
+    finish_run,
     finish_step,
     postprocess_choice,
     run_summary,
+    timed_epoch,
+    validation_due,
     weight_average,
 )
 
@@ -289,23 +290,11 @@ def _train(
             bar.update(task, completed=start_epoch * spec.iterations_per_epoch)
             while session.epoch < spec.epochs:
                 dataset.set_epoch(session.epoch)
-                started = time.perf_counter()
-                row: dict = {
-                    "epoch": session.epoch,
-                    "train_loss": _run_epoch(
-                        session, forward, loader, loss_fn, scaler, torch_device, bar, task
-                    ),
-                }
-                row.update(
-                    step=session.step,
-                    lr=optimizer.param_groups[0]["lr"],
-                    seconds=time.perf_counter() - started,
+                row = timed_epoch(
+                    session,
+                    lambda: _run_epoch(session, forward, loader, loss_fn, scaler, torch_device, bar, task),
                 )
-                session.train_seconds += row["seconds"]
-                validating = val_cases and (
-                    (session.epoch + 1) % spec.val_every == 0 or session.epoch + 1 == spec.epochs
-                )
-                if ctx.is_main and validating:
+                if ctx.is_main and val_cases and validation_due(session):
                     metrics, choice = validate_volumetric(
                         session.evaluated(), val_cases, torch_device, decide_postprocess
                     )
@@ -314,32 +303,18 @@ def _train(
                         session.model.recipe = recipe.with_overrides(
                             {"volumetric": {"postprocess": choice}}, "validation"
                         )
-                improved = session.best_epoch == session.epoch
-                session.epoch += 1
-                if ctx.is_main:
-                    payload = session.payload({k: v for k, v in row.items() if k.startswith("val_")})
-                    payload["postprocess"] = session.model.recipe.volumetric.postprocess  # type: ignore[union-attr]
-                    payload["fingerprint"] = fingerprint.to_json()
-                    if improved:
-                        save_checkpoint(checkpoints / BEST_NAME, payload)
-                    save_checkpoint(last_path, payload)
-                    log.add(row)  # type: ignore[union-attr]
-                barrier(ctx)
+                end_epoch(
+                    session, row, ctx, checkpoints, log,
+                    postprocess=session.model.recipe.volumetric.postprocess,  # type: ignore[union-attr]
+                    fingerprint=fingerprint.to_json(),
+                )  # fmt: skip
     finally:
         if log is not None:
             log.close()
-
-    digests = weight_checksums(network, ctx)
-    session.best_score, session.best_epoch = from_main((session.best_score, session.best_epoch), ctx)
-    best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else last_path
-    if ctx.is_main:
-        summary = {
-            **run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds),
-            "world_size": ctx.world_size,
-            "rank_weight_digests": digests,
-            "target_spacing": list(vol.target_spacing or ()),
-            "patch_size": list(vol.patch_size),
-            "postprocess": session.model.recipe.volumetric.postprocess,  # type: ignore[union-attr]
-        }
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
-    return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, spec.epochs, session.step)
+    summary = {
+        **run_summary(recipe, network, session, split, seed, torch_device, prepare_seconds),
+        "target_spacing": list(vol.target_spacing or ()),
+        "patch_size": list(vol.patch_size),
+        "postprocess": session.model.recipe.volumetric.postprocess,  # type: ignore[union-attr]
+    }
+    return finish_run(run_dir, network, session, ctx, summary)
