@@ -23,6 +23,7 @@ from nephroseg.report import (
     structure_volumes_ml,
     summarize_scores,
     training_curves_png,
+    tumor_detection,
     tumor_findings,
     write_report_md,
 )
@@ -96,6 +97,72 @@ def test_two_tumors_sorted_by_volume_with_sides_and_specks_dropped():
     assert findings[0].slice_range == (2, 11)
     assert findings[0].diameter_3d_mm == pytest.approx(math.sqrt(3 * 9**2))
     assert len(tumor_findings(label, spacing, min_volume_ml=0.0)) == 3
+
+
+def _lesion_case() -> tuple[np.ndarray, np.ndarray]:
+    """At 1 mm³ voxels: true tumors A (1000 voxels) and B (125), a true 8-voxel speck; the prediction
+    touches A with one voxel only, misses B, and adds a false tumor C (216) and a false speck (1)."""
+    truth = np.zeros((20, 40, 60), np.uint8)
+    truth[2:12, 5:15, 5:15] = 2  # A
+    truth[5:10, 20:25, 45:50] = 2  # B
+    truth[15:17, 30:32, 30:32] = 2  # speck, 0.008 ml
+    prediction = np.zeros_like(truth)
+    prediction[11, 14, 14] = 2  # one voxel of A's corner, part of a lesion of 64 voxels reaching outside A
+    prediction[11:15, 14:18, 14:18] = 2
+    prediction[2:8, 30:36, 40:46] = 2  # C, touching no true tumor
+    prediction[18, 2, 2] = 2  # a false speck
+    return truth, prediction
+
+
+def test_tumor_detection_counts_lesions_by_hand():
+    truth, prediction = _lesion_case()
+    spacing = (1.0, 1.0, 1.0)
+    assert tumor_detection(prediction, truth, spacing) == {
+        "true_tumors": 2,  # A and B; the speck is below 0.05 ml
+        "true_tumors_found": 1,  # A, by one voxel
+        "false_tumors": 1,  # C; the false speck is not a finding
+    }
+    assert tumor_detection(truth, truth, spacing) == {
+        "true_tumors": 2,
+        "true_tumors_found": 2,
+        "false_tumors": 0,
+    }
+    assert tumor_detection(prediction, truth, spacing, min_volume_ml=0.0) == {
+        "true_tumors": 3,
+        "true_tumors_found": 1,
+        "false_tumors": 2,
+    }
+    findings = tumor_findings(prediction, spacing, truth=truth)
+    assert [(f.voxel_count, f.overlaps_true_tumor) for f in findings] == [(216, False), (64, True)]
+    assert all(f.overlaps_true_tumor is None for f in tumor_findings(prediction, spacing))
+    with pytest.raises(ValueError, match="shape"):
+        tumor_detection(prediction, truth[:, :10], spacing)
+
+
+def test_report_counts_tumors_lesion_by_lesion(tmp_path):
+    import csv
+
+    truth, prediction = _lesion_case()
+    cases = [
+        CaseReport.from_label(
+            "case_00001", prediction, (1.0, 1.0, 1.0), metrics={"tumor_dice": 0.1}, truth=truth
+        ),
+        CaseReport.from_label("case_00002", truth, (1.0, 1.0, 1.0), metrics={"tumor_dice": 1.0}, truth=truth),
+    ]
+    text = write_report_md(tmp_path / "r.md", cases, {}, {}).read_text(encoding="utf-8")
+    assert "3 of 4 true tumors found (75 %), 1 false tumors (0.50 per case)" in text
+    assert "| 1 of 2 | 1 |" in text and "| 2 of 2 | 0 |" in text
+    assert "| case_00001 | 1 | left | 0.22 | 7.1 | 8.7 | 2–7 | **no** |" in text
+    assert "| case_00001 | 2 | right | 0.06 |" in text and text.count("| yes |") == 3
+    cases_csv, tumors_csv = write_measurement_tables(tmp_path, cases)
+    rows = list(csv.DictReader(cases_csv.open()))
+    assert [(r["true_tumors"], r["true_tumors_found"], r["false_tumors"]) for r in rows] == [
+        ("2", "1", "1"),
+        ("2", "2", "0"),
+    ]
+    assert [t["overlaps_true_tumor"] for t in csv.DictReader(tumors_csv.open())] == ["false", "true"] + [
+        "true"
+    ] * 2
 
 
 def test_diagonal_voxels_are_one_tumor():

@@ -14,6 +14,7 @@ from nephroseg.report.measure import (
     max_axial_diameter_mm,
     max_diameter_mm,
     structure_volumes_ml,
+    tumor_detection,
     tumor_findings,
 )
 from nephroseg.report.plots import (
@@ -42,6 +43,7 @@ __all__ = [
     "structure_volumes_ml",
     "summarize_scores",
     "training_curves_png",
+    "tumor_detection",
     "tumor_findings",
     "write_measurement_tables",
     "write_report_md",

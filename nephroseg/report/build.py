@@ -108,6 +108,7 @@ def build_report(
                     overlay=overlay,
                     viewer=page,
                     source=source,
+                    truth=truth,
                 )
             )
             bar.advance(task)

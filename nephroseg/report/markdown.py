@@ -17,6 +17,7 @@ from nephroseg.report.measure import (
     TumorFinding,
     kidney_side_volumes_ml,
     structure_volumes_ml,
+    tumor_detection,
     tumor_findings,
 )
 
@@ -37,6 +38,8 @@ MEASUREMENT_NOTES = (
     "compare it with the largest axial diameter / 10.",
     "Sides are the patient's: a finding whose centroid lies in the image's left half is on the patient's "
     "right (radiological display).",
+    "Tumors found: true tumors (26-connected, specks left out as above) with at least one voxel predicted "
+    "tumor; false tumors: predicted tumors that touch no true tumor voxel.",
 )
 DASH = "—"
 
@@ -54,6 +57,7 @@ class CaseReport:
     side_volumes_ml: Mapping[str, float] = field(default_factory=dict)  # kidney_side_volumes_ml keys
     viewer: Path | None = None  # the case's HTML page (viewer.py)
     source: Mapping[str, str] = field(default_factory=dict)  # a DICOM series' description (io.dicom)
+    detection: Mapping[str, int] = field(default_factory=dict)  # measure.tumor_detection; with truth
 
     @classmethod
     def from_label(
@@ -68,18 +72,22 @@ class CaseReport:
         viewer: Path | None = None,
         source: Mapping[str, str] | None = None,
         min_tumor_ml: float = 0.05,
+        truth: np.ndarray | None = None,
     ) -> CaseReport:
-        """Measure a label map (usually the prediction) and wrap the result for the report."""
+        """Measure a label map (usually the prediction) and wrap the result for the report; with
+        ``truth`` (the ground truth on the same grid) tumors are also counted lesion by lesion."""
+        detection = {} if truth is None else tumor_detection(label, truth, spacing, min_tumor_ml)
         return cls(
             case_id=case_id,
             metrics=dict(metrics or {}),
             volumes_ml=structure_volumes_ml(label, spacing),
-            tumors=tumor_findings(label, spacing, min_volume_ml=min_tumor_ml),
+            tumors=tumor_findings(label, spacing, min_volume_ml=min_tumor_ml, truth=truth),
             radiographic_size_cm=radiographic_size_cm,
             overlay=overlay,
             side_volumes_ml=kidney_side_volumes_ml(label, spacing),
             viewer=viewer,
             source=dict(source or {}),
+            detection=detection,
         )
 
     @property
@@ -147,7 +155,22 @@ def _scores_section(cases: Sequence[CaseReport]) -> list[str]:
             s = scores[key]
             stats = [f"**{s['mean']:.3f}**"] + [_num(s[k], 3) for k in ("sd", "median", "min")]
             lines.append(_row([name, str(int(s["cases"])), *stats]))
-    return [*lines, ""]
+    return [*lines, "", *_detection_summary(cases)]
+
+
+def _detection_summary(cases: Sequence[CaseReport]) -> list[str]:
+    counted = [c.detection for c in cases if c.detection]
+    if not counted:
+        return []
+    true, found, false = (
+        sum(d[k] for d in counted) for k in ("true_tumors", "true_tumors_found", "false_tumors")
+    )
+    share = f" ({100 * found / true:.0f} %)" if true else ""
+    return [
+        f"Tumors lesion by lesion over {len(counted)} cases: {found} of {true} true tumors found{share}, "
+        f"{false} false tumors ({false / len(counted):.2f} per case).",
+        "",
+    ]
 
 
 def _cases_section(cases: Sequence[CaseReport], folder: Path) -> list[str]:
@@ -159,6 +182,8 @@ def _cases_section(cases: Sequence[CaseReport], folder: Path) -> list[str]:
     header += ["right / left kidney+tumor ml"] if with_sides else []
     header += ["tumors", "largest axial Ø mm", "kits.json size cm"]
     header += [name for _, name in SCORES] if with_scores else []
+    with_detection = any(c.detection for c in cases)
+    header += ["true tumors found", "false tumors"] if with_detection else []
     header += ["overlay"] if with_overlay else []
     header += ["viewer"] if with_viewer else []
     lines = ["## Cases", "", _row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
@@ -178,6 +203,13 @@ def _cases_section(cases: Sequence[CaseReport], folder: Path) -> list[str]:
         ]
         if with_scores:
             row += [_num(case.metrics.get(key), 3) for key, _ in SCORES]
+        if with_detection:
+            d = case.detection
+            row += (
+                [f"{d['true_tumors_found']} of {d['true_tumors']}", str(d["false_tumors"])]
+                if d
+                else [DASH] * 2
+            )
         if with_overlay:
             row.append(f"[png]({_link(case.overlay, folder)})" if case.overlay is not None else DASH)
         if with_viewer:
@@ -190,15 +222,21 @@ def _findings_section(cases: Sequence[CaseReport]) -> list[str]:
     lines = ["## Tumor findings", ""]
     if not any(c.tumors for c in cases):
         return [*lines, "No tumor found in any case.", ""]
+    with_truth = any(t.overlaps_true_tumor is not None for c in cases for t in c.tumors)
+    header = ["case", "#", "side", "volume ml", "axial Ø mm", "3D Ø mm", "slices"]
+    header += ["true tumor"] if with_truth else []
     lines += [
-        _row(["case", "#", "side", "volume ml", "axial Ø mm", "3D Ø mm", "slices"]),
-        _row(["---", "---:", "---", "---:", "---:", "---:", "---"]),
+        _row(header),
+        _row(["---", "---:", "---", "---:", "---:", "---:", "---"] + ["---"] * with_truth),
     ]
     for case in cases:
         for number, t in enumerate(case.tumors, start=1):
             slices = f"{t.slice_range[0]}–{t.slice_range[1]}"
             row = [_cell(case.case_id), str(number), t.side, _num(t.volume_ml, 2)]
-            lines.append(_row([*row, _num(t.axial_diameter_mm, 1), _num(t.diameter_3d_mm, 1), slices]))
+            row += [_num(t.axial_diameter_mm, 1), _num(t.diameter_3d_mm, 1), slices]
+            if with_truth:
+                row.append({True: "yes", False: "**no**", None: DASH}[t.overlaps_true_tumor])
+            lines.append(_row(row))
     return [*lines, ""]
 
 

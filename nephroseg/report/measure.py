@@ -34,6 +34,7 @@ class TumorFinding:
     centroid_voxel: tuple[float, float, float]  # (slice, row, column) indices
     side: str  # patient "right" or "left"
     slice_range: tuple[int, int]  # first and last axial slice, inclusive
+    overlaps_true_tumor: bool | None = None  # with ground truth: whether any voxel is true tumor
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,22 +72,21 @@ def kidney_side_volumes_ml(label: np.ndarray, spacing: Sequence[float]) -> dict[
 
 
 def tumor_findings(
-    label: np.ndarray, spacing: Sequence[float], min_volume_ml: float = 0.05
+    label: np.ndarray,
+    spacing: Sequence[float],
+    min_volume_ml: float = 0.05,
+    truth: np.ndarray | None = None,
 ) -> list[TumorFinding]:
     """Connected tumor lesions (26-connectivity), largest first; specks below ``min_volume_ml`` are
-    left out because a few stray voxels are segmentation noise, not a finding."""
+    left out because a few stray voxels are segmentation noise, not a finding. With ``truth`` (a
+    label map on the same grid) each finding says whether it touches a true tumor."""
     label = _checked_label(label)
     spacing_mm = _checked_spacing(spacing)
     voxel_ml = voxel_volume_ml(spacing_mm)
-    components, _ = ndimage.label(label == TUMOR, structure=CONNECTIVITY_26)
+    true_tumor = None if truth is None else _same_grid(truth, label) == TUMOR
     findings = []
-    for number, box in enumerate(ndimage.find_objects(components), start=1):
-        if box is None:
-            continue
-        lesion = components[box] == number
+    for box, lesion in _lesions(label == TUMOR, voxel_ml, min_volume_ml):
         voxel_count = int(np.count_nonzero(lesion))
-        if voxel_count * voxel_ml < min_volume_ml:
-            continue
         offset = np.array([s.start for s in box], dtype=np.float64)
         centroid = np.argwhere(lesion).mean(axis=0) + offset
         axial_mm, axial_slice = max_axial_diameter_mm(lesion, spacing_mm[1:])
@@ -100,9 +100,45 @@ def tumor_findings(
                 centroid_voxel=(float(centroid[0]), float(centroid[1]), float(centroid[2])),
                 side=side_of(centroid[2], label.shape[2]),
                 slice_range=(box[0].start, box[0].stop - 1),
+                overlaps_true_tumor=None if true_tumor is None else bool(true_tumor[box][lesion].any()),
             )
         )
     return sorted(findings, key=lambda f: f.volume_ml, reverse=True)
+
+
+def tumor_detection(
+    prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float], min_volume_ml: float = 0.05
+) -> dict[str, int]:
+    """Lesion by lesion, as a reader counts them: the true tumors (26-connected, specks below
+    ``min_volume_ml`` left out), how many of them the prediction found (any voxel called tumor), and
+    the predicted tumors that touch no true tumor (false findings). The Dice scores cannot tell a
+    missed 1 ml tumor from a slightly small large one; these counts can."""
+    prediction, truth = _checked_label(prediction), _same_grid(truth, prediction)
+    voxel_ml = voxel_volume_ml(spacing)
+    predicted, true = prediction == TUMOR, truth == TUMOR
+    true_lesions = list(_lesions(true, voxel_ml, min_volume_ml))
+    found = sum(bool(predicted[box][lesion].any()) for box, lesion in true_lesions)
+    false = sum(not true[box][lesion].any() for box, lesion in _lesions(predicted, voxel_ml, min_volume_ml))
+    return {"true_tumors": len(true_lesions), "true_tumors_found": found, "false_tumors": false}
+
+
+def _lesions(mask: np.ndarray, voxel_ml: float, min_volume_ml: float):
+    """(bounding box, mask of the lesion inside it) of each 26-connected component of ``mask`` of at
+    least ``min_volume_ml``."""
+    components, _ = ndimage.label(mask, structure=CONNECTIVITY_26)
+    for number, box in enumerate(ndimage.find_objects(components), start=1):
+        if box is None:
+            continue
+        lesion = components[box] == number
+        if np.count_nonzero(lesion) * voxel_ml >= min_volume_ml:
+            yield box, lesion
+
+
+def _same_grid(truth: np.ndarray, label: np.ndarray) -> np.ndarray:
+    truth = np.asarray(truth)
+    if truth.shape != np.shape(label):
+        raise ValueError(f"ground truth shape {truth.shape} differs from the label map's {np.shape(label)}")
+    return truth
 
 
 def side_of(column: float, n_columns: int) -> str:

@@ -10,6 +10,8 @@ from pathlib import Path
 from nephroseg.io.atomic import atomic_write_csv
 from nephroseg.report.markdown import SCORES, CaseReport
 
+DETECTION_KEYS = ("true_tumors", "true_tumors_found", "false_tumors")  # measure.tumor_detection
+
 CASE_COLUMNS = (
     "case_id",
     "kidney_ml",
@@ -21,6 +23,7 @@ CASE_COLUMNS = (
     "largest_axial_diameter_mm",
     "kits_json_size_cm",
     *(key for key, _ in SCORES),
+    *DETECTION_KEYS,
 )
 TUMOR_COLUMNS = (
     "case_id",
@@ -36,6 +39,7 @@ TUMOR_COLUMNS = (
     "centroid_slice",
     "centroid_row",
     "centroid_column",
+    "overlaps_true_tumor",
 )
 
 
@@ -57,6 +61,7 @@ def write_measurement_tables(out_dir: str | Path, cases: Sequence[CaseReport]) -
                 _value(case.largest_axial_diameter_mm),
                 _value(case.radiographic_size_cm),
                 *(_value(case.metrics.get(key)) for key, _ in SCORES),
+                *(case.detection.get(key, "") for key in DETECTION_KEYS),
             ]
         )
         for number, t in enumerate(case.tumors, start=1):
@@ -72,6 +77,7 @@ def write_measurement_tables(out_dir: str | Path, cases: Sequence[CaseReport]) -
                     _value(t.diameter_3d_mm),
                     *t.slice_range,
                     *(_value(c) for c in t.centroid_voxel),
+                    "" if t.overlaps_true_tumor is None else str(t.overlaps_true_tumor).lower(),
                 ]
             )
     cases_csv, tumors_csv = out_dir / "cases.csv", out_dir / "tumors.csv"
