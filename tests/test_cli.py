@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from conftest import files_under, kits_affine, save_nifti
+from conftest import blob_case, files_under, kits_affine, save_nifti
 
 from nephroseg.cli import main
 from nephroseg.inference.resume import RECORD_NAME
@@ -113,6 +113,23 @@ def test_predict_single_file_to_named_output(trained_run, tmp_path: Path, capsys
     assert code == 0, err
     one, two = (np.asarray(nib.load(tmp_path / name).dataobj) for name in ("one.nii.gz", "two.nii.gz"))
     assert np.array_equal(one, two)
+
+
+@pytest.mark.parametrize("slices", [1, 2])
+def test_predict_a_volume_of_one_or_two_slices(trained_run, tmp_path: Path, capsys, slices: int) -> None:
+    """A one-slice volume stored in RAS (x and y flipped into the canonical orientation) predicts onto
+    its own grid; its length-1 slice axis came out with a negative stride, which torch refused."""
+    _, run = trained_run
+    image, _ = blob_case()
+    ras = np.diag([-1.5, -1.5, 3.0, 1.0])
+    source = save_nifti(tmp_path / "thin.nii.gz", image[:slices].transpose(2, 1, 0), ras, np.int16)
+    target = tmp_path / "thin_labels.nii.gz"
+    code, _, err = run_cli(
+        ["predict", "-i", str(source), "-o", str(target), "-m", str(run), "--no-progress"], capsys
+    )
+    assert code == 0, err
+    written = nib.load(target)
+    assert written.shape == (48, 40, slices) and np.array_equal(written.affine, ras)
 
 
 def test_ensemble_of_a_checkpoint_file_and_a_run(trained_run, tmp_path: Path, capsys) -> None:

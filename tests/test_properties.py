@@ -74,6 +74,8 @@ def test_any_orientation_and_dtype_round_trips_exactly(volume, affine) -> None:
         read = read_volume(source)
         assert tuple(nib.aff2axcodes(read.affine)) == CANONICAL_AXCODES
         assert read.array.dtype == np.float32
+        # C order with no negative stride, even on a length-1 axis: torch takes the array as it is
+        assert read.array.flags.c_contiguous and min(read.array.strides) >= 0
         back_dtype = np.float32 if kind == "scaled" else data.dtype
         out = write_like(read.array, read, Path(folder) / "out.nii.gz", dtype=back_dtype)
         original, written = nib.load(source), nib.load(out)

@@ -102,8 +102,10 @@ def volume_from_array(
 def c_order(array: np.ndarray, rows: int = 16) -> np.ndarray:
     """A C-contiguous copy of any view (NIfTI data is Fortran-ordered), made a band of ``rows`` along
     axis 1 at a time: numpy's one-shot copy of a transposed 512×512×157 volume misses the cache on
-    every voxel and takes ~1 s; the bands take ~0.15 s."""
-    if array.flags.c_contiguous:
+    every voxel and takes ~1 s; the bands take ~0.15 s. An axis of length 1 counts as contiguous in
+    numpy whatever its stride, but torch refuses a negative one (a single-slice volume flipped into
+    the canonical orientation), so such a view is copied too."""
+    if array.flags.c_contiguous and min(array.strides, default=0) >= 0:
         return array
     out = np.empty(array.shape, array.dtype)
     if array.ndim < 2:
