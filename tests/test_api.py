@@ -7,19 +7,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from test_cli import run_cli
 
 import nephroseg
-from nephroseg.cli import main
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:

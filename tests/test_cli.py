@@ -264,8 +264,6 @@ def test_predict_refuses_checkpoint_with_pickled_code(tmp_path: Path, capsys) ->
 
 @pytest.mark.parametrize("problem", ["label_values", "shape", "affine"])
 def test_train_bad_cases_leave_no_run(tmp_path: Path, capsys, problem: str) -> None:
-    from conftest import blob_case
-
     data = tmp_path / "kits"
     for i in range(3):
         image, label = blob_case(seed=i)
@@ -437,8 +435,6 @@ def test_ctrl_c_mid_write_says_interrupted_and_leaves_no_temporary_file(
 def test_train_on_the_kits19_layout_with_test_cases_beside(tmp_path: Path, capsys) -> None:
     """KiTS19 ships its test cases (no segmentation) in the same folder: training leaves them out
     with a warning naming them, instead of refusing the dataset."""
-    from conftest import blob_case
-
     data = tmp_path / "kits"
     for i in range(4):
         image, label = blob_case(seed=i)
@@ -498,8 +494,6 @@ def test_version(capsys) -> None:
 )
 def test_too_few_cases_for_the_split(command: list[str], shown: str, tmp_path: Path, capsys) -> None:
     """One labelled case cannot be split: one line naming the data folder, and no run folder made."""
-    from conftest import blob_case
-
     image, label = blob_case(seed=0)
     save_nifti(
         tmp_path / "one" / "case_00000" / "imaging.nii.gz", image, kits_affine((3.0, 1.5, 1.5)), np.int16
