@@ -290,6 +290,26 @@ def test_train_refuses_existing_run_without_resume(trained_run, tmp_path: Path, 
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def test_train_refuses_a_run_folder_another_training_holds(trained_run, tmp_path: Path, capsys) -> None:
+    """A second training on a run folder in use (a scheduler requeueing a job still alive) stops at
+    once, the run untouched; once the first ends, --resume proceeds."""
+    import shutil
+
+    from nephroseg.io.lock import exclusive_folder
+
+    data, shared_run = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(shared_run, run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    resume = ["train", "--data", str(data), "--out", str(run), "--resume", *TINY]
+    with exclusive_folder(run, "training"):  # the first job, alive
+        code, _, err = run_cli(resume, capsys)
+    _assert_user_error(code, err, str(run), "another nephroseg training is running in this folder")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    code, _, err = run_cli(resume, capsys)  # the first job has ended
+    assert code == 0, err
+
+
 def test_bf16_training_runs_its_steps_with_a_loss_close_to_float32(
     trained_run, tmp_path: Path, capsys
 ) -> None:

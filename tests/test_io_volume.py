@@ -213,3 +213,31 @@ def test_c_order_copies_any_view_value_for_value() -> None:
         assert out.flags.c_contiguous and out.dtype == view.dtype
         np.testing.assert_array_equal(out, view)
     assert c_order(base) is base  # already in order: no copy
+
+
+def test_exclusive_folder_admits_one_job_at_a_time(tmp_path: Path) -> None:
+    from nephroseg.io.lock import exclusive_folder
+
+    run = tmp_path / "run"
+    with exclusive_folder(run, "training") as fresh:
+        assert fresh and run.is_dir()
+        second = pytest.raises(NephrosegInputError, match="another nephroseg training is running")
+        with second, exclusive_folder(run, "training"):
+            pass
+        (run / "log.csv").write_text("epoch\n")
+    with exclusive_folder(run, "training") as fresh:  # released with the first job
+        assert not fresh
+
+
+@pytest.mark.parametrize("leaves_a_file", [False, True])
+def test_exclusive_folder_removes_only_an_empty_folder_it_made(tmp_path: Path, leaves_a_file: bool) -> None:
+    from nephroseg.io.lock import exclusive_folder
+
+    made, existing = tmp_path / "made", tmp_path / "existing"
+    existing.mkdir()
+    for folder in (made, existing):
+        with pytest.raises(RuntimeError), exclusive_folder(folder, "training"):
+            if leaves_a_file:
+                (folder / "cache").write_text("x")
+            raise RuntimeError("the job failed")
+    assert made.exists() is leaves_a_file and existing.is_dir()

@@ -57,7 +57,7 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent
         )
     except OSError as err:
-        _raise_write_fault(final, err)
+        raise_write_fault(final, err)
         raise
     os.close(handle)
     tmp = Path(name)
@@ -67,14 +67,14 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         os.replace(tmp, final)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        _raise_write_fault(final, err)
+        raise_write_fault(final, err)
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def _raise_write_fault(final: Path, err: OSError) -> None:
+def raise_write_fault(final: Path, err: OSError) -> None:
     """Re-raise a write fault as a user error; other OSErrors return to be re-raised as they are."""
     if err.errno in _WRITE_FAULTS:
         raise NephrosegInputError(

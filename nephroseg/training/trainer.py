@@ -11,7 +11,8 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.io import atomic_write_text, labelled_cases
+from nephroseg.io.lock import exclusive_folder
 from nephroseg.losses import build_loss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model, model_info, parameter_count
@@ -406,11 +408,22 @@ def train(
             progress=progress,
             tensorboard=tensorboard,
         )
-    with process_group(device) as (ctx, torch_device):
+    with process_group(device) as (ctx, torch_device), training_folder(Path(run_dir), ctx) as fresh:
         return _train_slices(
             data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress,
-            tensorboard, weights,
+            tensorboard, weights, fresh,
         )  # fmt: skip
+
+
+@contextmanager
+def training_folder(run_dir: Path, ctx: DistContext) -> Iterator[bool]:
+    """Rank 0 holds the run folder for the whole job (``io.lock``: a second training started on it
+    stops at once); yields whether the folder is new, which only rank 0's clean-up asks."""
+    if not ctx.is_main:
+        yield False
+        return
+    with exclusive_folder(run_dir, "training") as fresh:
+        yield fresh
 
 
 def _train_slices(
@@ -425,6 +438,7 @@ def _train_slices(
     progress: bool,
     tensorboard: bool,
     weights,
+    fresh: bool,
 ) -> TrainResult:
     """The 2.5D (and 2D) loop. Under ``torchrun`` every rank trains a DistributedDataParallel replica
     on its own share of the batches (``train.batch_size`` per process); rank 0 validates, writes
@@ -438,7 +452,6 @@ def _train_slices(
         raise NephrosegInputError(run_dir, "already holds a training run: pass --resume to continue it")
     progress = progress and ctx.is_main
     spec = recipe.train
-    fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     prepare_started = time.perf_counter()
     try:

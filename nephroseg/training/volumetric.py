@@ -61,6 +61,7 @@ from nephroseg.training.trainer import (
     postprocess_choice,
     run_summary,
     timed_epoch,
+    training_folder,
     validation_due,
     weight_average,
 )
@@ -208,10 +209,11 @@ def train_volumetric(
     """Train a 3D recipe (``model`` of input kind "3d", ``volumetric`` section) into ``run_dir``."""
     if recipe.volumetric is None:
         raise NephrosegInputError("recipe", f"{recipe.name}: a 3D model needs a 'volumetric' section")
-    with process_group(device) as (ctx, torch_device):
+    with process_group(device) as (ctx, torch_device), training_folder(Path(run_dir), ctx) as fresh:
         return _train(
-            data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress, tensorboard
-        )
+            data_dir, recipe, Path(run_dir), ctx, torch_device, seed, resume, cache_dir, progress,
+            tensorboard, fresh,
+        )  # fmt: skip
 
 
 def _train(
@@ -225,13 +227,13 @@ def _train(
     cache_dir,
     progress,
     tensorboard,
+    fresh: bool,
 ) -> TrainResult:
     checkpoints = run_dir / "checkpoints"
     last_path = checkpoints / LAST_NAME
     if last_path.exists() and not resume:
         raise NephrosegInputError(run_dir, "already holds a training run: pass --resume to continue it")
     progress = progress and ctx.is_main
-    fresh = not run_dir.exists()
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     try:
         cases = labelled_cases(data_dir)

@@ -1,0 +1,51 @@
+"""One job per output folder: an advisory lock held for the life of a job, so that a second job
+started on the same folder (a batch scheduler requeueing a job whose first run is still alive, a
+second terminal) stops at once instead of interleaving its checkpoints and logs with the first's.
+The lock goes with the process: a crashed or killed job leaves nothing to clean up."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from nephroseg.errors import NephrosegInputError
+from nephroseg.io.atomic import raise_write_fault
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks of this kind; jobs are not guarded there
+    fcntl = None  # type: ignore[assignment]
+
+
+@contextlib.contextmanager
+def exclusive_folder(folder: str | Path, job: str) -> Iterator[bool]:
+    """Hold ``folder`` (made when missing) for one ``job`` ("training", …); yields whether the folder
+    is new. A folder this call made and the job left empty is removed when the job fails."""
+    folder = Path(folder)
+    fresh = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise_write_fault(folder, err)
+        raise
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise NephrosegInputError(
+                    folder,
+                    f"another nephroseg {job} is running in this folder: wait for it to end, "
+                    "or choose another folder",
+                ) from None
+        try:
+            yield fresh
+        except BaseException:
+            if fresh and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+            raise
+    finally:
+        os.close(handle)
