@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -47,7 +48,16 @@ def test_train_writes_a_complete_run(trained_run) -> None:
     assert summary["prepare_seconds_per_case"] == pytest.approx(summary["prepare_seconds"] / 3, abs=1e-3)
     split = json.loads((run / "split.json").read_text())
     assert len(split["val"]) == 1 and not set(split["train"]) & set(split["val"])
-    assert list((run / "tensorboard").iterdir())
+    # TensorBoard holds the log's curves: the same values at the same step
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curves = EventAccumulator(str(run / "tensorboard")).Reload()
+    (row,) = csv.DictReader((run / "log.csv").open())
+    assert {"train/loss", "val/composite_dice", "lr"} <= set(curves.Tags()["scalars"])
+    for tag, column in (("train/loss", "train_loss"), ("val/composite_dice", "val_composite_dice")):
+        (event,) = curves.Scalars(tag)
+        assert event.step == int(row["step"]) == 2
+        assert event.value == pytest.approx(float(row[column]), rel=1e-6)
 
 
 def test_predict_evaluate_report_end_to_end(trained_run, tmp_path: Path, capsys) -> None:
