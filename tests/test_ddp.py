@@ -54,7 +54,8 @@ def test_two_ranks_train_identical_weights(small_cohort: Path, tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_rank_zero_input_error_stops_every_rank_with_its_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", ["nnunet3d", "resunet25d"])
+def test_rank_zero_input_error_stops_every_rank_with_its_message(tmp_path: Path, recipe: str) -> None:
     """A bad case found while rank 0 prepares the cohort stops both ranks with the same one-line error
     (not a connection error from the rank left waiting), and leaves no run folder behind."""
     import nibabel as nib
@@ -68,7 +69,7 @@ def test_rank_zero_input_error_stops_every_rank_with_its_message(tmp_path: Path)
     values[0, 0, 0] = 7
     nib.save(nib.Nifti1Image(values, label.affine, label.header), label_path)
     run = tmp_path / "run"
-    result = _torchrun_train(data, run)
+    result = _torchrun_train(data, run, recipe)
     assert result.returncode != 0
     error_lines = [line for line in result.stderr.splitlines() if "label values outside {0, 1, 2}: 7" in line]
     assert len(error_lines) == 2, result.stderr[-3000:]
