@@ -340,14 +340,19 @@ def import_kits(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="KiTS19-layout folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace existing case files.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="After an interruption: keep the cases written whole, write the rest.")
+    ] = False,
+    progress: ProgressOption = True,
 ) -> None:
     """Bring KiTS21/KiTS23 data to the KiTS19 task: cysts (label 3) become kidney (1); imaging linked."""
     from nephroseg.io.kits23 import import_kits23
 
-    result = import_kits23(data, out, overwrite=overwrite)
+    result = import_kits23(data, out, overwrite=overwrite, resume=resume, progress=progress)
+    kept = f"; {result.kept} kept from an earlier run" if result.kept else ""
     typer.echo(
         f"wrote {len(result.cases)} cases to {out} ({result.labelled} labelled; "
-        f"{result.cyst_voxels} cyst voxels relabelled as kidney)"
+        f"{result.cyst_voxels} cyst voxels relabelled as kidney{kept})"
     )
 
 

@@ -70,7 +70,7 @@ def test_import_kits23_refuses_other_labels_and_existing_outputs(tmp_path: Path,
     code, _, err = run_cli(args, capsys)
     assert (
         code == 2
-        and "exists; pass --overwrite to replace it" in err
+        and "exists; pass --resume to keep the cases written, --overwrite to rewrite them" in err
         and files_under(tmp_path / "k19") == before
     )
     assert run_cli([*args, "--overwrite"], capsys)[0] == 0
@@ -87,3 +87,23 @@ def test_import_kits23_refuses_other_labels_and_existing_outputs(tmp_path: Path,
     )
     assert code == 2 and "segmentation.nii.gz: label values outside {0, 1, 2, 3}: 4" in err
     assert not (tmp_path / "k19b").exists()  # checked before anything is written: no half case
+
+
+def test_import_kits23_resumes_an_interrupted_run(tmp_path: Path, capsys) -> None:
+    """An import stopped after case_00000's imaging was linked but before its label map was written:
+    --resume writes that case again and keeps the two written whole (the same inodes)."""
+    kits23 = kits23_folder(tmp_path / "kits23")
+    args = ["import-kits", "--data", str(tmp_path / "kits23"), "-o", str(tmp_path / "k19"), "--no-progress"]
+    assert run_cli(args, capsys)[0] == 0
+    out = tmp_path / "k19"
+    (out / "case_00000" / "segmentation.nii.gz").unlink()  # the interruption
+    inodes = {p: p.stat().st_ino for p in out.rglob("*.nii.gz") if "case_00000" not in str(p)}
+    code, text, err = run_cli([*args, "--resume"], capsys)
+    assert code == 0, err
+    cysts = int(np.count_nonzero(kits23 == 3))
+    assert f"(2 labelled; {cysts} cyst voxels relabelled as kidney; 2 kept from an earlier run)" in text
+    written = np.asarray(nib.load(out / "case_00000" / "segmentation.nii.gz").dataobj)
+    np.testing.assert_array_equal(written, np.where(kits23 == 3, 1, kits23))
+    assert {p: p.stat().st_ino for p in inodes} == inodes
+    code, _, err = run_cli([*args, "--resume", "--overwrite"], capsys)
+    assert code == 2 and "--resume: keeps the cases written, --overwrite rewrites them" in err

@@ -17,6 +17,7 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import link_or_copy
 from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, find_cases
 from nephroseg.io.volume import Volume, read_volume, write_like
+from nephroseg.progress import progress_bar
 
 CYST = 3
 KIDNEY = 1
@@ -25,32 +26,66 @@ LABEL_NAMES = (SEGMENTATION_NAME, "aggregated_MAJ_seg.nii.gz")  # KiTS23, then K
 
 @dataclass(frozen=True)
 class KitsImport:
-    cases: list[Path]  # the case folders written
+    cases: list[Path]  # the case folders written (or kept)
     labelled: int  # of which with a label map
-    cyst_voxels: int  # relabelled from cyst (3) to kidney (1)
+    cyst_voxels: int  # relabelled from cyst (3) to kidney (1) in this run
+    kept: int = 0  # cases an earlier, interrupted run had written whole (``resume``)
 
 
-def import_kits23(data_dir: str | Path, out_dir: str | Path, overwrite: bool = False) -> KitsImport:
-    """Write ``out_dir/case_NNNNN/{imaging,segmentation}.nii.gz`` in KiTS19 labels."""
+def import_kits23(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = False,
+) -> KitsImport:
+    """Write ``out_dir/case_NNNNN/{imaging,segmentation}.nii.gz`` in KiTS19 labels. ``resume`` keeps
+    the cases an interrupted run wrote whole (every file written atomically: a case holding all of
+    its files is complete) and writes the rest, a half-written case again."""
+    if overwrite and resume:
+        raise NephrosegInputError(
+            "--resume", "keeps the cases written, --overwrite rewrites them: choose one"
+        )
     out_dir = Path(out_dir)
-    folders, labelled, cyst_voxels = [], 0, 0
-    for case in find_cases(data_dir):
-        target = out_dir / case.case_id
-        existing = [target / name for name in (IMAGING_NAME, SEGMENTATION_NAME) if (target / name).exists()]
-        if existing and not overwrite:
-            raise NephrosegInputError(existing[0], "exists; pass --overwrite to replace it")
-        source = next((case.folder / name for name in LABEL_NAMES if (case.folder / name).is_file()), None)
-        relabelled = _kits19_labels(source) if source is not None else None  # checked before writing
-        for path in existing:
-            path.unlink()
-        link_or_copy(case.imaging, target / IMAGING_NAME)
-        if relabelled is not None:
-            labels, volume, cysts = relabelled
-            write_like(labels, volume, target / SEGMENTATION_NAME)
-            cyst_voxels += cysts
-            labelled += 1
-        folders.append(target)
-    return KitsImport(folders, labelled, cyst_voxels)
+    cases = find_cases(data_dir)
+    folders, labelled, cyst_voxels, kept = [], 0, 0, 0
+    with progress_bar(progress) as bar:
+        task = bar.add_task("import", total=len(cases), status="")
+        for case in cases:
+            bar.update(task, status=case.case_id)
+            target = out_dir / case.case_id
+            source = _label_source(case.folder)
+            existing = [
+                target / name for name in (IMAGING_NAME, SEGMENTATION_NAME) if (target / name).exists()
+            ]
+            if resume and len(existing) == (1 if source is None else 2):  # written whole
+                folders.append(target)
+                kept += 1
+                labelled += source is not None
+                bar.advance(task)
+                continue
+            if existing and not (overwrite or resume):
+                raise NephrosegInputError(
+                    existing[0],
+                    "exists; pass --resume to keep the cases written, --overwrite to rewrite them",
+                )
+            relabelled = _kits19_labels(source) if source is not None else None  # checked before writing
+            for path in existing:
+                path.unlink()
+            link_or_copy(case.imaging, target / IMAGING_NAME)
+            if relabelled is not None:
+                labels, volume, cysts = relabelled
+                write_like(labels, volume, target / SEGMENTATION_NAME)
+                cyst_voxels += cysts
+                labelled += 1
+            folders.append(target)
+            bar.advance(task)
+    return KitsImport(folders, labelled, cyst_voxels, kept)
+
+
+def _label_source(folder: Path) -> Path | None:
+    """The case's label map: KiTS23's name, else KiTS21's majority vote; None for a test case."""
+    return next((folder / name for name in LABEL_NAMES if (folder / name).is_file()), None)
 
 
 def _kits19_labels(source: Path) -> tuple[np.ndarray, Volume, int]:
