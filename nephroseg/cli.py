@@ -381,12 +381,13 @@ def evaluate(
         Path | None, typer.Option(help="Where metrics.csv and metrics.json go (default: --pred's folder).")
     ] = None,
     allow_missing: Annotated[bool, typer.Option(help="Score only the cases that have a prediction.")] = False,
+    progress: ProgressOption = True,
 ) -> None:
     """KiTS19 scores (kidney+tumor, tumor and composite Dice) plus per-class Dice/IoU, pixel accuracy
     and per-slice mean IoU, per case and on average."""
     from nephroseg.metrics import evaluate_folders, write_evaluation
 
-    evaluation = evaluate_folders(pred, gt, allow_missing=allow_missing)
+    evaluation = evaluate_folders(pred, gt, allow_missing=allow_missing, progress=progress)
     csv_path, _ = write_evaluation(evaluation, out or (pred.parent if pred.is_file() else pred))
     mean = evaluation.mean
     typer.echo(f"{len(evaluation.per_case)} cases, per-case table in {csv_path}")
