@@ -8,13 +8,16 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from nephroseg.errors import NephrosegInputError
+from nephroseg.io.lock import exclusive_folder
 from nephroseg.runtime import resolve_device
 
 T = TypeVar("T")
@@ -133,3 +136,36 @@ def from_main(value, ctx: DistContext):
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def training_folder(run_dir: Path, ctx: DistContext) -> Iterator[bool]:
+    """Rank 0 holds the run folder for the whole job (``io.lock``: a second training started on it
+    stops at once); yields whether the folder is new, which only rank 0's clean-up asks."""
+    if not ctx.is_main:
+        yield False
+        return
+    with exclusive_folder(run_dir, "training") as fresh:
+        yield fresh
+
+
+class TrainingObjective(nn.Module):
+    """A model with its own objective (Mask R-CNN's detection losses) as a module whose forward is
+    that loss, so that DistributedDataParallel, which synchronizes what its forward computed, can
+    wrap it like any other network."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.network.training_loss(images, labels)
+
+
+def training_forward(network: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """What a training step calls: the network (or its ``TrainingObjective``), wrapped in
+    DistributedDataParallel under ``torchrun`` so that the ranks average their gradients."""
+    forward = TrainingObjective(network) if hasattr(network, "training_loss") else network
+    if not ctx.active:
+        return forward
+    return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)

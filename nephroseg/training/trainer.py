@@ -11,8 +11,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import numpy as np
 import torch
 import yaml
 from rich.progress import Progress
-from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
@@ -29,7 +27,6 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.postprocess import postprocess_labels
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter
 from nephroseg.io import atomic_write_text, labelled_cases
-from nephroseg.io.lock import exclusive_folder
 from nephroseg.losses import build_loss
 from nephroseg.metrics import kits_scores
 from nephroseg.models import build_model, model_info, parameter_count
@@ -46,6 +43,8 @@ from nephroseg.training.distributed import (
     main_first,
     process_group,
     share_main_buffers,
+    training_folder,
+    training_forward,
     weight_checksums,
 )
 from nephroseg.training.logs import RunLog
@@ -311,19 +310,6 @@ def finish_step(session: _Session, loss: torch.Tensor, losses: list[float], bar:
     bar.update(task, advance=1, status=f"epoch {session.epoch + 1}/{total} loss {np.mean(losses):.4f}")
 
 
-class TrainingObjective(torch.nn.Module):
-    """A model with its own objective (Mask R-CNN's detection losses) as a module whose forward is
-    that loss, so that DistributedDataParallel, which synchronizes what its forward computed, can
-    wrap it like any other network."""
-
-    def __init__(self, network: torch.nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return self.network.training_loss(images, labels)
-
-
 def _run_epoch(
     session: _Session,
     forward: torch.nn.Module,
@@ -333,8 +319,7 @@ def _run_epoch(
     bar: Progress,
     task,
 ) -> float:
-    """One epoch of steps through ``forward``: the network, its ``TrainingObjective``, or either
-    wrapped in DistributedDataParallel."""
+    """One epoch of steps through ``forward`` (``distributed.training_forward``)."""
     losses: list[float] = []
     forward.train()
     precision = session.model.recipe.train.precision
@@ -415,17 +400,6 @@ def train(
         )  # fmt: skip
 
 
-@contextmanager
-def training_folder(run_dir: Path, ctx: DistContext) -> Iterator[bool]:
-    """Rank 0 holds the run folder for the whole job (``io.lock``: a second training started on it
-    stops at once); yields whether the folder is new, which only rank 0's clean-up asks."""
-    if not ctx.is_main:
-        yield False
-        return
-    with exclusive_folder(run_dir, "training") as fresh:
-        yield fresh
-
-
 def _train_slices(
     data_dir,
     recipe: Recipe,
@@ -484,7 +458,7 @@ def _train_slices(
             if fresh and ctx.is_main:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
-    forward = _forward_module(network, ctx, torch_device)
+    forward = training_forward(network, ctx, torch_device)
     start_epoch = session.epoch
     deep_supervision = bool(getattr(network, "deep_supervision", False))
     loss_fn = build_loss(spec, recipe.model.num_classes, deep_supervision).to(torch_device)
@@ -576,15 +550,6 @@ def finish_run(
         atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     epochs = session.model.recipe.train.epochs
     return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, epochs, session.step)
-
-
-def _forward_module(network: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    """What a training step calls: the network (or its own objective), wrapped in
-    DistributedDataParallel under ``torchrun`` so that the ranks average their gradients."""
-    forward = TrainingObjective(network) if hasattr(network, "training_loss") else network
-    if not ctx.active:
-        return forward
-    return DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
 
 
 def run_summary(

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from nephroseg.data.patches import PatchDataset, PatchSampler
@@ -45,6 +44,8 @@ from nephroseg.training.distributed import (
     DistContext,
     main_first,
     process_group,
+    training_folder,
+    training_forward,
 )
 from nephroseg.training.logs import RunLog
 from nephroseg.training.trainer import (
@@ -61,7 +62,6 @@ from nephroseg.training.trainer import (
     postprocess_choice,
     run_summary,
     timed_epoch,
-    training_folder,
     validation_due,
     weight_average,
 )
@@ -258,10 +258,7 @@ def _train(
 
     torch.manual_seed(seed)
     network = build_model(recipe.model).to(torch_device)
-    forward: torch.nn.Module = network
-    if ctx.active:
-        ids = [torch_device.index] if torch_device.type == "cuda" else None
-        forward = DistributedDataParallel(network, device_ids=ids)
+    forward = training_forward(network, ctx, torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
     session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
     session.averaged = weight_average(network, spec.ema_decay)
