@@ -7,19 +7,19 @@ import pytest
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.recipe import TrainSpec, load_recipe
-from nephroseg.training.trainer import _Session
+from nephroseg.training.session import Session
 
 SCORES = (0.40, 0.60, 0.45, 0.55, 0.58, 0.57)  # raw peak at epoch 1
 
 
-def _record(session: _Session, epoch: int, score: float, spec: TrainSpec) -> bool:
+def _record(session: Session, epoch: int, score: float, spec: TrainSpec) -> bool:
     """One validation whose kidney+tumor Dice is ``score`` and composite half of it."""
     session.epoch = epoch
     return session.record_validation({"val_composite_dice": score / 2, "val_kidney_tumor_dice": score}, spec)
 
 
-def _chosen(smoothing: float) -> _Session:
-    session = _Session(None, None, None, seed=0)  # type: ignore[arg-type]
+def _chosen(smoothing: float) -> Session:
+    session = Session(None, None, None, seed=0)  # type: ignore[arg-type]
     spec = TrainSpec(val_smoothing=smoothing, select_on="kidney_tumor")
     for epoch, score in enumerate(SCORES):
         _record(session, epoch, score, spec)
@@ -41,7 +41,7 @@ def test_no_smoothing_takes_the_raw_peak() -> None:
 
 
 def test_a_falling_average_keeps_the_earlier_checkpoint() -> None:
-    session = _Session(None, None, None, seed=0)  # type: ignore[arg-type]
+    session = Session(None, None, None, seed=0)  # type: ignore[arg-type]
     spec = TrainSpec(val_smoothing=0.5)  # on the composite Dice, half the score here
     chosen = [_record(session, epoch, score, spec) for epoch, score in enumerate((1.6, 1.8, 0.4))]
     assert chosen == [True, True, False]  # averages 0.8, 0.85, 0.525
@@ -52,7 +52,7 @@ def test_a_falling_average_keeps_the_earlier_checkpoint() -> None:
 def test_smoothing_is_per_epoch_when_validation_skips_epochs() -> None:
     """Validated at epochs 1, 3 and 4 (``val_every=2`` over 5 epochs): the previous average weighs
     0.5² two epochs on and 0.5 one epoch on, as if every epoch had been validated at that score."""
-    session = _Session(None, None, None, seed=0)  # type: ignore[arg-type]
+    session = Session(None, None, None, seed=0)  # type: ignore[arg-type]
     spec = TrainSpec(val_smoothing=0.5, val_every=2, select_on="kidney_tumor")
     for epoch, score in ((1, 0.40), (3, 0.80), (4, 0.20)):
         _record(session, epoch, score, spec)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nephroseg.recipe import TrainSpec
-from nephroseg.training.trainer import build_optimizer
+from nephroseg.training.session import build_optimizer
 
 
 def _network() -> torch.nn.Module:

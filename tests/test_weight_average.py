@@ -11,7 +11,7 @@ import torch
 from nephroseg.recipe import load_recipe
 from nephroseg.training import train
 from nephroseg.training.checkpoint import load_checkpoint
-from nephroseg.training.trainer import weight_average
+from nephroseg.training.session import weight_average
 
 
 def test_weight_average_follows_the_warmed_up_decay() -> None:

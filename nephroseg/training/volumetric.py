@@ -48,11 +48,9 @@ from nephroseg.training.distributed import (
     training_forward,
 )
 from nephroseg.training.logs import RunLog
-from nephroseg.training.trainer import (
+from nephroseg.training.session import (
+    Session,
     TrainResult,
-    _resolve_split,
-    _Session,
-    _write_run_files,
     build_optimizer,
     build_schedule,
     check_finite,
@@ -60,10 +58,12 @@ from nephroseg.training.trainer import (
     finish_run,
     finish_step,
     postprocess_choice,
+    resolve_split,
     run_summary,
     timed_epoch,
     validation_due,
     weight_average,
+    write_run_files,
 )
 
 GRADIENT_CLIP = 12.0  # nnU-Net
@@ -167,7 +167,7 @@ def validate_volumetric(
 
 
 def _run_epoch(
-    session: _Session,
+    session: Session,
     forward: torch.nn.Module,
     loader: DataLoader,
     loss_fn: torch.nn.Module,
@@ -237,7 +237,7 @@ def _train(
     cache = Path(cache_dir) if cache_dir else run_dir / "cache"
     try:
         cases = labelled_cases(data_dir)
-        split = _resolve_split(data_dir, run_dir, [c.case_id for c in cases], recipe, seed, resume)
+        split = resolve_split(data_dir, run_dir, [c.case_id for c in cases], recipe, seed, resume)
         by_id = {c.case_id: c for c in cases}
         prepare_started = time.perf_counter()
         train_val = [by_id[i] for i in split.train], [by_id[i] for i in split.val]
@@ -253,14 +253,14 @@ def _train(
     spec, vol = recipe.train, recipe.volumetric
     assert vol is not None
     if ctx.is_main:
-        _write_run_files(run_dir, recipe, split)
+        write_run_files(run_dir, recipe, split)
         atomic_write_text(run_dir / "fingerprint.json", json.dumps(fingerprint.to_json(), indent=1))
 
     torch.manual_seed(seed)
     network = build_model(recipe.model).to(torch_device)
     forward = training_forward(network, ctx, torch_device)
     optimizer = build_optimizer(network.parameters(), spec)
-    session = _Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
+    session = Session(SegmentationModel(network, recipe), optimizer, build_schedule(optimizer, spec), seed)
     session.averaged = weight_average(network, spec.ema_decay)
     if resume and last_path.exists():
         state = load_checkpoint(last_path, map_location=torch_device)
