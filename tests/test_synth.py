@@ -342,3 +342,23 @@ def test_tumor_diameter_of_known_shapes() -> None:
     expected = np.sqrt(1 + 19**2 + 1) + 1  # corner to corner, plus a voxel
     assert largest_tumor_diameter_mm(label, (1.0, 1.0, 1.0)) == pytest.approx(expected, rel=0.02)
     assert largest_tumor_diameter_mm(np.zeros((3, 3, 3), np.uint8), (1.0, 1.0, 1.0)) is None
+
+
+def test_two_runs_generating_into_one_folder_keep_each_others_records(tmp_path, monkeypatch) -> None:
+    """Another run writes case_00002 from start to end while this one, having read kits.json at its
+    start, is still generating case_00003: kits.json ends with both records (it kept only the last
+    writer's)."""
+    from nephroseg.synth import cohort
+
+    config = SynthConfig.fast(size=40, slice_thickness_mm=(3.0, 5.0))
+    out = tmp_path / "data"
+    written = cohort._written
+
+    def with_another_run_meanwhile(tasks, workers):
+        monkeypatch.setattr(cohort, "_written", written)
+        synthesize_cohort(out, 1, 0, config, start_index=2, progress=False)
+        yield from written(tasks, workers)
+
+    monkeypatch.setattr(cohort, "_written", with_another_run_meanwhile)
+    synthesize_cohort(out, 1, 0, config, start_index=3, progress=False)
+    assert sorted(read_kits_json(out / "kits.json")) == ["case_00002", "case_00003"]

@@ -49,3 +49,16 @@ def exclusive_folder(folder: str | Path, job: str) -> Iterator[bool]:
             raise
     finally:
         os.close(handle)
+
+
+@contextlib.contextmanager
+def folder_held(folder: str | Path) -> Iterator[None]:
+    """Wait until no other process holds ``folder``, and hold it for a short read-modify-write of a
+    file several jobs share (a dataset's ``kits.json`` written by two generators at once)."""
+    handle = os.open(folder, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(handle)

@@ -27,6 +27,7 @@ from nephroseg.io.kits import (
     read_kits_json,
     write_kits_json,
 )
+from nephroseg.io.lock import folder_held
 from nephroseg.io.volume import read_volume, write_array, write_like
 from nephroseg.synth.anatomy import Patient, draw_patient
 from nephroseg.synth.config import SynthConfig
@@ -99,11 +100,21 @@ def synthesize_cohort(
                 to_write.append((folder, case_seed, config, mask_path, sources.get(case_id)))
         for case_id, record in _written(to_write, workers):
             records[case_id] = record
-            write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
+            _merge_kits_json(out_dir, records)
             advance(case_id)
     if not to_write:
-        write_kits_json(out_dir / KITS_JSON, [records[k] for k in sorted(records)])
+        _merge_kits_json(out_dir, records)
     return folders
+
+
+def _merge_kits_json(out_dir: Path, records: dict[str, ClinicalRecord]) -> None:
+    """``kits.json`` as it stands now with this run's records merged in, under the folder's lock: two
+    runs generating other case ranges into one folder at once both keep their records (each used to
+    write the file it had read at its start, dropping the other's)."""
+    with folder_held(out_dir):
+        path = out_dir / KITS_JSON
+        merged = {**(read_kits_json(path) if path.exists() else {}), **records}
+        write_kits_json(path, [merged[k] for k in sorted(merged)])
 
 
 def _written(tasks: list[tuple], workers: int) -> Iterator[tuple[str, ClinicalRecord]]:
