@@ -69,18 +69,25 @@ def import_kits23(
                     existing[0],
                     "exists; pass --resume to keep the cases written, --overwrite to rewrite them",
                 )
-            relabelled = _kits19_labels(source) if source is not None else None  # checked before writing
-            for path in existing:
-                path.unlink()
-            link_or_copy(case.imaging, target / IMAGING_NAME)
-            if relabelled is not None:
-                labels, volume, cysts = relabelled
-                write_like(labels, volume, target / SEGMENTATION_NAME)
-                cyst_voxels += cysts
-                labelled += 1
+            cyst_voxels += _write_case(case.imaging, source, target, existing)
+            labelled += source is not None
             folders.append(target)
             bar.advance(task)
     return KitsImport(folders, labelled, cyst_voxels, kept)
+
+
+def _write_case(imaging: Path, source: Path | None, target: Path, existing: list[Path]) -> int:
+    """Link the imaging and write the relabelled map (checked before anything is replaced); returns
+    the cyst voxels relabelled."""
+    relabelled = _kits19_labels(source) if source is not None else None
+    for path in existing:
+        path.unlink()
+    link_or_copy(imaging, target / IMAGING_NAME)
+    if relabelled is None:
+        return 0
+    labels, volume, cysts = relabelled
+    write_like(labels, volume, target / SEGMENTATION_NAME)
+    return cysts
 
 
 def _label_source(folder: Path) -> Path | None:
