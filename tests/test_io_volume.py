@@ -241,3 +241,18 @@ def test_exclusive_folder_removes_only_an_empty_folder_it_made(tmp_path: Path, l
                 (folder / "cache").write_text("x")
             raise RuntimeError("the job failed")
     assert made.exists() is leaves_a_file and existing.is_dir()
+
+
+def test_a_file_system_without_locks_runs_the_job_unguarded(tmp_path: Path, monkeypatch) -> None:
+    """Lustre mounted without flock answers ENOSYS: the job runs (unguarded) instead of failing."""
+    import errno
+    import fcntl
+
+    from nephroseg.io import lock
+
+    def no_flock(handle, operation):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    with lock.exclusive_folder(tmp_path / "run", "training") as fresh, lock.folder_held(tmp_path):
+        assert fresh

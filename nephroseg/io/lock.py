@@ -6,6 +6,7 @@ The lock goes with the process: a crashed or killed job leaves nothing to clean 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,35 +31,45 @@ def exclusive_folder(folder: str | Path, job: str) -> Iterator[bool]:
     except OSError as err:
         raise_write_fault(folder, err)
         raise
-    handle = os.open(folder, os.O_RDONLY)
+    busy = f"another nephroseg {job} is running in this folder: wait for it to end, or choose another folder"
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise NephrosegInputError(
-                    folder,
-                    f"another nephroseg {job} is running in this folder: wait for it to end, "
-                    "or choose another folder",
-                ) from None
-        try:
+        with _held(folder, busy=busy):
             yield fresh
-        except BaseException:
-            if fresh and folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
-            raise
-    finally:
-        os.close(handle)
+    except BaseException:
+        if fresh and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise
 
 
 @contextlib.contextmanager
 def folder_held(folder: str | Path) -> Iterator[None]:
     """Wait until no other process holds ``folder``, and hold it for a short read-modify-write of a
     file several jobs share (a dataset's ``kits.json`` written by two generators at once)."""
+    with _held(Path(folder)):
+        yield
+
+
+@contextlib.contextmanager
+def _held(folder: Path, busy: str | None = None) -> Iterator[None]:
+    """An exclusive ``flock`` on the folder for the block: waited for, or, with ``busy``, refused at
+    once with that message when another process holds it. Where the file system has no such locks
+    (Lustre mounted without ``flock``, some NFS set-ups: ENOSYS, ENOLCK, EOPNOTSUPP) or the platform
+    none (Windows), the block runs unguarded rather than the job refused."""
+    if fcntl is None:
+        yield
+        return
     handle = os.open(folder, os.O_RDONLY)
     try:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if busy is None else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NephrosegInputError(folder, str(busy)) from None
+        except OSError as err:
+            if err.errno not in _NO_LOCKS_HERE:
+                raise
         yield
     finally:
         os.close(handle)
+
+
+_NO_LOCKS_HERE = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL}
