@@ -22,8 +22,8 @@ from nephroseg.io import atomic_write_text, labelled_cases
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
 from nephroseg.recipe import Recipe
-from nephroseg.training.checkpoint import LAST_NAME
-from nephroseg.training.distributed import DistContext, barrier, from_main, process_group
+from nephroseg.training.distributed import DistContext, from_main, process_group
+from nephroseg.training.session import run_started
 from nephroseg.training.trainer import train
 
 OUT_OF_FOLD = "out_of_fold"
@@ -83,8 +83,7 @@ def _train_folds(
         fold_recipe = recipe.with_overrides(
             {"train": {"split": {"kind": "kfold", "folds": n_folds, "fold": fold}}}, f"fold {fold}"
         )
-        resume = (run_dir / "checkpoints" / LAST_NAME).exists()  # a finished fold resumes to its end at once
-        barrier(ctx)  # every rank has looked for the fold's checkpoint before rank 0 writes one
+        resume = run_started(run_dir, ctx)
         train(data_dir, fold_recipe, run_dir, seed=seed, resume=resume, device=device, progress=progress)
         if not ctx.is_main:
             continue

@@ -317,3 +317,11 @@ def write_run_files(run_dir: Path, recipe: Recipe, split: Split) -> None:
     )
     payload = {"train": split.train, "val": split.val, "test": split.test}
     atomic_write_text(run_dir / "split.json", json.dumps(payload, indent=1))
+
+
+def run_started(run_dir: Path, ctx: DistContext) -> bool:
+    """Whether ``run_dir`` holds a run to resume (a finished one resumes to its end at once), as every
+    ``torchrun`` rank saw it before rank 0 writes the first checkpoint of a new one."""
+    started = (run_dir / "checkpoints" / LAST_NAME).exists()
+    barrier(ctx)
+    return started

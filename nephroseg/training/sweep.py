@@ -11,8 +11,8 @@ from typing import Any
 
 from nephroseg.io import atomic_write_text
 from nephroseg.recipe import Recipe, parse_overrides
-from nephroseg.training.checkpoint import LAST_NAME
-from nephroseg.training.distributed import barrier, process_group
+from nephroseg.training.distributed import process_group
+from nephroseg.training.session import run_started
 from nephroseg.training.trainer import train
 
 
@@ -42,10 +42,7 @@ def sweep(
             overrides = parse_overrides([f"{key}={raw}"])
             run_recipe = recipe.with_overrides(overrides, f"--set {key}={raw}")
             run_dir = out_dir / f"{key.replace('.', '_')}={raw}"
-            resume = (
-                run_dir / "checkpoints" / LAST_NAME
-            ).exists()  # a finished run resumes to its end at once
-            barrier(ctx)  # every rank has looked for the run's checkpoint before rank 0 writes one
+            resume = run_started(run_dir, ctx)
             result = train(
                 data_dir, run_recipe, run_dir, seed=seed, resume=resume, device=device, progress=progress
             )
