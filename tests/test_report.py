@@ -134,6 +134,9 @@ def test_tumor_detection_counts_lesions_by_hand():
     }
     findings = tumor_findings(prediction, spacing, truth=truth)
     assert [(f.voxel_count, f.overlaps_true_tumor) for f in findings] == [(216, False), (64, True)]
+    assert tumor_detection(prediction, truth, spacing, findings=findings) == tumor_detection(
+        prediction, truth, spacing
+    )
     assert all(f.overlaps_true_tumor is None for f in tumor_findings(prediction, spacing))
     with pytest.raises(ValueError, match="shape"):
         tumor_detection(prediction, truth[:, :10], spacing)

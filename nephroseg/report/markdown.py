@@ -76,12 +76,13 @@ class CaseReport:
     ) -> CaseReport:
         """Measure a label map (usually the prediction) and wrap the result for the report; with
         ``truth`` (the ground truth on the same grid) tumors are also counted lesion by lesion."""
-        detection = {} if truth is None else tumor_detection(label, truth, spacing, min_tumor_ml)
+        tumors = tumor_findings(label, spacing, min_volume_ml=min_tumor_ml, truth=truth)
+        detection = {} if truth is None else tumor_detection(label, truth, spacing, min_tumor_ml, tumors)
         return cls(
             case_id=case_id,
             metrics=dict(metrics or {}),
             volumes_ml=structure_volumes_ml(label, spacing),
-            tumors=tumor_findings(label, spacing, min_volume_ml=min_tumor_ml, truth=truth),
+            tumors=tumors,
             radiographic_size_cm=radiographic_size_cm,
             overlay=overlay,
             side_volumes_ml=kidney_side_volumes_ml(label, spacing),

@@ -107,18 +107,27 @@ def tumor_findings(
 
 
 def tumor_detection(
-    prediction: np.ndarray, truth: np.ndarray, spacing: Sequence[float], min_volume_ml: float = 0.05
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    spacing: Sequence[float],
+    min_volume_ml: float = 0.05,
+    findings: Sequence[TumorFinding] | None = None,
 ) -> dict[str, int]:
     """Lesion by lesion, as a reader counts them: the true tumors (26-connected, specks below
     ``min_volume_ml`` left out), how many of them the prediction found (any voxel called tumor), and
     the predicted tumors that touch no true tumor (false findings). The Dice scores cannot tell a
-    missed 1 ml tumor from a slightly small large one; these counts can."""
+    missed 1 ml tumor from a slightly small large one; these counts can. ``findings``: the
+    prediction's, already measured against ``truth`` (``tumor_findings``), so as not to find them again."""
     prediction, truth = _checked_label(prediction), _same_grid(truth, prediction)
     voxel_ml = voxel_volume_ml(spacing)
     predicted, true = prediction == TUMOR, truth == TUMOR
     true_lesions = list(_lesions(true, voxel_ml, min_volume_ml))
     found = sum(bool(predicted[box][lesion].any()) for box, lesion in true_lesions)
-    false = sum(not true[box][lesion].any() for box, lesion in _lesions(predicted, voxel_ml, min_volume_ml))
+    if findings is not None:
+        false = sum(f.overlaps_true_tumor is False for f in findings)
+    else:
+        lesions = _lesions(predicted, voxel_ml, min_volume_ml)
+        false = sum(not true[box][lesion].any() for box, lesion in lesions)
     return {"true_tumors": len(true_lesions), "true_tumors_found": found, "false_tumors": false}
 
 
