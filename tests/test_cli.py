@@ -258,6 +258,48 @@ def test_predict_resume_refuses_other_models_or_settings(trained_run, tmp_path: 
     assert files_under(out) == sorted(set(before) - {RECORD_NAME})
 
 
+def test_predict_resume_checks_each_label_against_the_settings_that_made_it(
+    trained_run, tmp_path: Path, capsys
+) -> None:
+    """Cases predicted into one folder by two commands with other settings: each file keeps its own
+    record, so a resume with either settings refuses the other's file instead of trusting it."""
+    data, run = trained_run
+    out = tmp_path / "out"
+    plain = ["predict", "-o", str(out), "-m", str(run), "--no-progress"]
+    assert run_cli([*plain, "-i", str(data / "case_00000")], capsys)[0] == 0
+    assert run_cli([*plain, "-i", str(data / "case_00001"), "--tta"], capsys)[0] == 0
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert len(record["settings"]) == 2
+    assert record["labels"]["case_00000.nii.gz"] != record["labels"]["case_00001.nii.gz"]
+    before = {name: (out / name).read_bytes() for name in files_under(out) if name != RECORD_NAME}
+    resume = [*plain, "-i", str(data), "--resume"]
+    code, _, err = run_cli(resume, capsys)
+    _assert_user_error(code, err, str(out / "case_00001.nii.gz"), "other tta")
+    code, _, err = run_cli([*resume, "--tta"], capsys)
+    _assert_user_error(code, err, str(out / "case_00000.nii.gz"), "other tta")
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert not (out / "case_00002.nii.gz").exists()
+    (out / "case_00001.nii.gz").unlink()  # the one made with other settings goes: the resume may go on
+    code, stdout, _ = run_cli(resume, capsys)
+    assert code == 0 and "wrote 2 segmentation(s)" in stdout
+    record = json.loads((out / RECORD_NAME).read_text())
+    assert len(set(record["labels"].values())) == 1 and len(record["settings"]) == 1
+
+
+def test_predict_resume_reads_a_record_of_one_set_of_settings(trained_run, tmp_path: Path, capsys) -> None:
+    """A folder recorded by an earlier version (one set of settings for all its files) still resumes."""
+    data, run = trained_run
+    out = tmp_path / "out"
+    args = ["predict", "-i", str(data), "-o", str(out), "-m", str(run), "--no-progress"]
+    assert run_cli(args, capsys)[0] == 0
+    record = json.loads((out / RECORD_NAME).read_text())
+    (out / RECORD_NAME).write_text(json.dumps(next(iter(record["settings"].values()))))
+    (out / "case_00002.nii.gz").unlink()
+    code, stdout, _ = run_cli([*args, "--resume"], capsys)
+    assert code == 0 and "wrote 1 segmentation(s)" in stdout
+    assert json.loads((out / RECORD_NAME).read_text())["labels"] == record["labels"]
+
+
 def test_predict_refuses_checkpoint_with_pickled_code(tmp_path: Path, capsys) -> None:
     import os
 

@@ -73,7 +73,9 @@ def test_prediction_folder_records_the_precision_auto_chose(
     monkeypatch.setattr(runtime, "native_bf16", lambda: native)
     out = tmp_path / "out"
     predict(data, out, [run], progress=False)
-    assert json.loads((out / RECORD_NAME).read_text())["precision"] == expected
+    record = json.loads((out / RECORD_NAME).read_text())
+    made_with = {record["settings"][key]["precision"] for key in record["labels"].values()}
+    assert made_with == {expected}
 
 
 class _AutocastProbe(torch.nn.Module):

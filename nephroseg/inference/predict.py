@@ -25,7 +25,7 @@ from nephroseg.inference.guards import (
     volumetric_peak_bytes,
 )
 from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
-from nephroseg.inference.resume import check_resumable, prediction_record, write_record
+from nephroseg.inference.resume import check_resumable, prediction_record, record_label
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter, view_spacing
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
@@ -194,10 +194,11 @@ def run_jobs(
     progress: bool = True,
     *,
     kept: int = 0,
-    after_first_write: Callable[[], None] | None = None,
+    after_write: Callable[[Path], None] | None = None,
 ) -> list[Path]:
     """read → segment (preprocess, model, back to the source grid) → write, one case at a time.
-    ``kept``: cases already done by an earlier run (shown as done in the progress bar)."""
+    ``kept``: cases already done by an earlier run (shown as done in the progress bar);
+    ``after_write`` is called with each file written (the folder's record of what made it)."""
     written: list[Path] = []
     with progress_bar(progress) as bar:
         task = bar.add_task("predict", total=len(jobs) + kept, completed=kept, status="")
@@ -215,8 +216,8 @@ def run_jobs(
                 written.append(write_dicom_seg(source_order, job.source, job.target))
             else:
                 written.append(write_like(labels, volume, job.target))
-            if after_first_write is not None and len(written) == 1:
-                after_first_write()
+            if after_write is not None:
+                after_write(written[-1])
             bar.advance(task)
     return written
 
@@ -254,16 +255,16 @@ def predict(
     precision = resolve_precision(precision, torch_device)
     allowed = parse_size(max_memory) if max_memory is not None else None
     jobs = plan_outputs(inputs, output, overwrite, output_format, resume)
-    pending, on_first_write = jobs, None
+    pending, on_write = jobs, None
     folder = _output_folder(jobs, output)
     if folder is not None:  # a folder of outputs carries the record that --resume checks
         record = prediction_record(models, coarse_models, tta, precision, output_format)
         if resume:
             pending = [job for job in jobs if not job.target.exists()]
-            check_resumable(folder, record, existing=len(jobs) - len(pending))
+            check_resumable(folder, record, existing=[job.target for job in jobs if job.target.exists()])
             if not pending:
                 return []
-        on_first_write = partial(write_record, folder, record)
+        on_write = partial(record_label, folder, record)
     if threads:
         torch.set_num_threads(threads)
     coarse = load_models(coarse_models, torch_device) if coarse_models else None
@@ -277,9 +278,7 @@ def predict(
     )
     if allowed is not None:
         check_jobs_fit(pending, segmenter, allowed)
-    return run_jobs(
-        pending, segmenter, progress, kept=len(jobs) - len(pending), after_first_write=on_first_write
-    )
+    return run_jobs(pending, segmenter, progress, kept=len(jobs) - len(pending), after_write=on_write)
 
 
 def _output_folder(jobs: list[PredictionJob], output: str | Path) -> Path | None:
