@@ -73,6 +73,26 @@ def test_image_and_label_affine_mismatch(kits_dir: Path) -> None:
         load_case(find_cases(kits_dir)[0])
 
 
+def test_label_stored_in_another_orientation_is_the_same_grid(kits_dir: Path) -> None:
+    """A label saved R-A-S by a viewer over the image's own voxels (stored I-P-L) is read onto them;
+    the same label moved by 4.5 mm is still refused."""
+    import nibabel as nib
+
+    path = kits_dir / "case_00000" / "segmentation.nii.gz"
+    stored = nib.load(path)
+    expected = np.asarray(stored.dataobj)
+    ras = nib.as_closest_canonical(stored)
+    assert nib.aff2axcodes(ras.affine) == ("R", "A", "S") and ras.shape != stored.shape
+    nib.save(ras, path)
+    _, label = load_case(find_cases(kits_dir)[0])
+    np.testing.assert_array_equal(label.array, expected)
+    moved = ras.affine.copy()
+    moved[2, 3] += 4.5
+    nib.save(nib.Nifti1Image(np.asarray(ras.dataobj), moved), path)
+    with pytest.raises(NephrosegInputError, match=r"label affine differs .* by up to 4\.5 mm"):
+        load_case(find_cases(kits_dir)[0])
+
+
 def test_listing_maps_submission_names_to_case_ids(tmp_path: Path, kits_dir: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert case_id_of(Path("prediction_00012.nii.gz")) == "case_00012"

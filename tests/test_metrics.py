@@ -114,6 +114,28 @@ def test_evaluate_folders_matches_case_ids_and_writes_csv_and_json(tmp_path: Pat
     assert json_path.exists()
 
 
+def test_evaluate_compares_grids_as_read_whatever_the_storage_order(tmp_path: Path) -> None:
+    """A prediction saved R-A-S over the truth's voxels (stored I-P-L) scores voxel for voxel; shifted
+    by a slice it is refused."""
+    import nibabel as nib
+
+    affine = kits_affine((2.0, 1.0, 1.0))
+    truth = np.zeros((3, 5, 6), np.uint8)
+    truth[0:2, 1:4, 0:3] = 1
+    truth[1, 2, 1] = 2
+    save_nifti(tmp_path / "gt" / "case_00000.nii.gz", truth, affine, np.uint8)
+    without_tumor = nib.Nifti1Image((truth > 0).astype(np.uint8), affine)
+    (tmp_path / "pred").mkdir()
+    nib.save(nib.as_closest_canonical(without_tumor), tmp_path / "pred" / "case_00000.nii.gz")
+    scores = evaluate_folders(tmp_path / "pred", tmp_path / "gt").per_case["case_00000"]
+    assert (scores["kidney_tumor_dice"], scores["tumor_dice"]) == (1.0, 0.0)
+    shifted = affine.copy()
+    shifted[2, 3] -= 2.0  # one slice further
+    save_nifti(tmp_path / "pred" / "case_00000.nii.gz", truth, shifted, np.uint8)
+    with pytest.raises(NephrosegInputError, match=r"case_00000.nii.gz: label affine differs .* 2 mm"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "gt")
+
+
 def test_evaluate_refuses_missing_predictions(tmp_path: Path) -> None:
     affine = kits_affine((2.0, 1.0, 1.0))
     for i in range(2):

@@ -484,3 +484,33 @@ def test_report_links_its_csv_tables(tmp_path):
     )
     rows = (tmp_path / "report" / "cases.csv").read_text().splitlines()
     assert rows[0].startswith("case_id,kidney_ml,tumor_ml,") and rows[1].startswith("case_00001,")
+
+
+def test_report_reads_labels_in_any_storage_order_and_refuses_another_grid(tmp_path):
+    """Prediction and truth are checked against the CT's grid as read: saved R-A-S over its voxels
+    they give the same tables; moved by 3 mm (the same shape) they are refused, nothing written."""
+    import nibabel as nib
+
+    image, truth, prediction = synthetic_case()
+    affine = kits_affine((3.0, 0.8, 0.8))
+    save_nifti(tmp_path / "data" / "case_00001" / "imaging.nii.gz", image, affine, np.int16)
+    save_nifti(tmp_path / "data" / "case_00001" / "segmentation.nii.gz", truth, affine, np.uint8)
+    save_nifti(tmp_path / "pred" / "case_00001.nii.gz", prediction, affine, np.uint8)
+    data = tmp_path / "data"
+    build_report(tmp_path / "pred", data, tmp_path / "kept", gt_dir=data, viewer=False, progress=False)
+    for name in ("pred/case_00001.nii.gz", "data/case_00001/segmentation.nii.gz"):
+        nib.save(nib.as_closest_canonical(nib.load(tmp_path / name)), tmp_path / name)
+    build_report(tmp_path / "pred", data, tmp_path / "ras", gt_dir=data, viewer=False, progress=False)
+    for table in ("cases.csv", "tumors.csv"):
+        assert (tmp_path / "ras" / table).read_text() == (tmp_path / "kept" / table).read_text()
+    for name in ("pred/case_00001.nii.gz", "data/case_00001/segmentation.nii.gz"):
+        stored = nib.load(tmp_path / name)
+        moved = stored.affine.copy()
+        moved[0, 3] += 3.0
+        nib.save(nib.Nifti1Image(np.asarray(stored.dataobj), moved), tmp_path / "moved.nii.gz")
+        saved = (tmp_path / name).read_bytes()
+        (tmp_path / name).write_bytes((tmp_path / "moved.nii.gz").read_bytes())
+        with pytest.raises(NephrosegInputError, match=f"{name}: label affine differs .* 3 mm"):
+            build_report(tmp_path / "pred", data, tmp_path / "bad", gt_dir=data, viewer=False, progress=False)
+        (tmp_path / name).write_bytes(saved)
+        assert not (tmp_path / "bad").exists()

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.volume import CANONICAL_AXCODES
+from nephroseg.io.volume import canonical_grid, spacing_of
 from nephroseg.preprocess import inplane_shape
 from nephroseg.preprocess.resample import resampled_shape
 
@@ -48,13 +47,8 @@ def canonical_shape_and_spacing(
     shape: tuple[int, int, int], affine: np.ndarray
 ) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
     """Shape and voxel size (mm) of a stored volume once read into the canonical (I, P, L) order."""
-    to_canonical = ornt_transform(io_orientation(affine), axcodes2ornt(CANONICAL_AXCODES))
-    sizes = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    order = np.argsort(to_canonical[:, 0])  # canonical axis k comes from stored axis order[k]
-    return (
-        tuple(int(shape[i]) for i in order),  # type: ignore[return-value]
-        tuple(float(sizes[i]) for i in order),  # type: ignore[return-value]
-    )
+    canonical_shape, canonical_affine = canonical_grid(shape, affine)
+    return canonical_shape, spacing_of(canonical_affine)
 
 
 @torch.no_grad()

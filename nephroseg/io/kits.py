@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from nephroseg.errors import NephrosegInputError, NephrosegInputWarning, listed
 from nephroseg.io.atomic import atomic_write_text
-from nephroseg.io.volume import AFFINE_TOLERANCE_MM, Volume, read_geometry, read_volume
+from nephroseg.io.volume import AFFINE_TOLERANCE_MM, Volume, canonical_grid, read_geometry, read_volume
 
 CASE_PATTERN = re.compile(r"^case_\d{5}$")
 IMAGING_NAME = "imaging.nii.gz"
@@ -74,13 +74,17 @@ def labelled_cases(data_dir: str | Path) -> list[KitsCase]:
 def check_same_grid(
     image_path: Path, label_path: Path, image_shape, image_affine, label_shape, label_affine
 ) -> None:
-    if tuple(image_shape) != tuple(label_shape):
+    """Refuse a label map whose voxels are not the image's. Grids are compared as read (canonical
+    order): a label stored in another axis order or flipped, over the same voxels, is the same grid."""
+    image_grid = canonical_grid(tuple(image_shape), image_affine)
+    label_grid = canonical_grid(tuple(label_shape), label_affine)
+    if image_grid[0] != label_grid[0]:
         raise NephrosegInputError(
             label_path,
             f"label shape {tuple(label_shape)} differs from image shape {tuple(image_shape)} ({image_path})",
         )
-    if not np.allclose(image_affine, label_affine, atol=AFFINE_TOLERANCE_MM):
-        worst = float(np.abs(np.asarray(image_affine) - np.asarray(label_affine)).max())
+    if not np.allclose(image_grid[1], label_grid[1], atol=AFFINE_TOLERANCE_MM):
+        worst = float(np.abs(image_grid[1] - label_grid[1]).max())
         raise NephrosegInputError(
             label_path,
             f"label affine differs from the image affine of {image_path} by up to {worst:.4g} mm "

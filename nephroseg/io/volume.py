@@ -77,16 +77,31 @@ def is_nifti(path: str | Path) -> bool:
     return str(path).lower().endswith(NIFTI_SUFFIXES)
 
 
+def _to_canonical(affine: np.ndarray) -> np.ndarray:
+    """The nibabel orientation transform from a stored array's axes to the canonical (I, P, L) ones."""
+    stored = io_orientation(np.asarray(affine, dtype=np.float64))
+    return ornt_transform(stored, axcodes2ornt(CANONICAL_AXCODES))
+
+
+def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of a stored volume once read into the canonical order, from its header alone.
+    Two files holding the same voxels in other axis orders or flips (an image stored I-P-L, its label
+    saved R-A-S by a viewer) have the same canonical grid."""
+    affine = np.asarray(affine, dtype=np.float64)
+    to_canonical = _to_canonical(affine)
+    order = np.argsort(to_canonical[:, 0])  # canonical axis k comes from stored axis order[k]
+    shape3 = tuple(int(n) for n in shape[:3])
+    return tuple(shape3[i] for i in order), affine @ inv_ornt_aff(to_canonical, shape3)  # type: ignore[return-value]
+
+
 def volume_from_array(
     array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None, path: Path | None = None
 ) -> Volume:
     """Canonicalize an in-memory array given in the orientation its affine describes."""
     affine = np.asarray(affine, dtype=np.float64)
-    ornt = io_orientation(affine)
     axcodes = tuple(nib.aff2axcodes(affine))
-    to_canonical = ornt_transform(ornt, axcodes2ornt(CANONICAL_AXCODES))
-    canonical = apply_orientation(array, to_canonical)
-    canonical_affine = affine @ inv_ornt_aff(to_canonical, array.shape)
+    canonical = apply_orientation(array, _to_canonical(affine))
+    _, canonical_affine = canonical_grid(array.shape, affine)
     if header is None:
         header = nib.Nifti1Image(np.zeros((1, 1, 1), np.uint8), affine).header
     source = SourceGeometry(

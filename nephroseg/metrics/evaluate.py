@@ -78,10 +78,10 @@ def evaluate_folders(
             check_same_grid(
                 truths[case_id],
                 predictions[case_id],
-                truth.source.shape,
-                truth.source.affine,
-                prediction.source.shape,
-                prediction.source.affine,
+                truth.array.shape,
+                truth.affine,
+                prediction.array.shape,
+                prediction.affine,
             )
             per_case[case_id] = case_metrics(prediction.array, truth.array)
             bar.advance(task)

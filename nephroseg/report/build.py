@@ -11,6 +11,7 @@ import numpy as np
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import Volume, read_kits_json, read_volume
 from nephroseg.io.dicom import series_summary
+from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import images_by_case, labels_by_case
 from nephroseg.metrics import case_metrics
 from nephroseg.progress import progress_bar
@@ -77,13 +78,13 @@ def build_report(
             bar.update(task, status=case_id)
             image = read_volume(images[case_id])
             prediction = read_volume(pred_path, label=True, on_grid_of=image)
+            grid = (image.array.shape, image.affine)
+            check_same_grid(images[case_id], pred_path, *grid, prediction.array.shape, prediction.affine)
             truth = None
             if case_id in truths:
-                truth = read_volume(truths[case_id], label=True, on_grid_of=image).array
-            if prediction.array.shape != image.array.shape:
-                raise NephrosegInputError(
-                    pred_path, f"shape {prediction.source.shape} differs from its image"
-                )
+                found = read_volume(truths[case_id], label=True, on_grid_of=image)
+                check_same_grid(images[case_id], truths[case_id], *grid, found.array.shape, found.affine)
+                truth = found.array
             overlay = _case_overlay(
                 image, truth, prediction.array, out_dir / "figures" / f"{case_id}.png", case_id
             )
