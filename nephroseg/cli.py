@@ -249,7 +249,11 @@ def predict(
         ),
     ] = False,
     max_memory: Annotated[
-        str | None, typer.Option(help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB.")
+        str | None,
+        typer.Option(
+            help="Refuse volumes estimated to need more memory, e.g. 512MB, 4GB (the whole process: "
+            "Python, torch and the models count)."
+        ),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: all).", min=1)] = None,
     coarse_model: Annotated[

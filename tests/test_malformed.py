@@ -594,14 +594,44 @@ def test_resume_refuses_truncated_last_checkpoint(trained_run, tmp_path: Path, c
 def test_max_memory_refuses_a_volume_that_does_not_fit(trained_run, user_output: Path, capsys) -> None:
     before = snapshot(user_output)
     source, code, _, err = _predict_one(trained_run, user_output, capsys, "--max-memory", "64KB")
-    line = assert_user_error(code, err, f"error: {source}: ", "needs about", "more than --max-memory 64.0 KB")
-    assert " KB of memory" in line or " MB of memory" in line
+    assert_user_error(
+        code,
+        err,
+        f"error: {source}: ",
+        "needs about",
+        "of it this process before",
+        "more than --max-memory 64.0 KB",
+    )
     assert snapshot(user_output) == before
 
 
 def test_max_memory_that_fits_runs(trained_run, tmp_path: Path, capsys) -> None:
+    _, code, out, _ = _predict_one(trained_run, tmp_path / "o", capsys, "--max-memory", "16GB")
+    assert code == 0 and "wrote 1 segmentation(s)" in out
+
+
+def test_max_memory_counts_what_the_process_holds(trained_run, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The limit bounds the whole process: a volume that fits beside 100 MB of process does not fit
+    beside 4 GB less 1 MB of it."""
+    import importlib
+
+    predict_module = importlib.import_module("nephroseg.inference.predict")  # the module, not the function
+    monkeypatch.setattr(predict_module, "resident_bytes", lambda: 4 * 1024**3 - 1024**2)
+    source, code, _, err = _predict_one(trained_run, tmp_path / "o", capsys, "--max-memory", "4GB")
+    assert_user_error(code, err, f"error: {source}: ", "(4.0 GB of it this process before the volume)")
+    assert not (tmp_path / "o").exists()
+    monkeypatch.setattr(predict_module, "resident_bytes", lambda: 100 * 1024**2)
     _, code, out, _ = _predict_one(trained_run, tmp_path / "o", capsys, "--max-memory", "4GB")
     assert code == 0 and "wrote 1 segmentation(s)" in out
+
+
+def test_resident_bytes_grows_with_memory_touched() -> None:
+    from nephroseg.inference.guards import resident_bytes
+
+    before = resident_bytes()
+    block = np.ones(64 * 1024**2, dtype=np.uint8)  # 64 MB, every page written
+    grown = resident_bytes() - before
+    assert 60 * 1024**2 <= grown <= 80 * 1024**2 and block[-1] == 1
 
 
 @pytest.mark.parametrize("size", ["lots", "-1GB", "0", "4XB"])

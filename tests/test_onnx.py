@@ -48,7 +48,7 @@ def test_predict_with_the_onnx_file_writes_the_torch_labels(
     outputs = {}
     for name, model in (("torch", run), ("onnx", exported)):
         args = ["predict", "-i", str(data), "-o", str(tmp_path / name), "-m", str(model), "--no-progress"]
-        code, out, err = run_cli([*args, "--max-memory", "4GB"], capsys)
+        code, out, err = run_cli([*args, "--max-memory", "16GB"], capsys)
         assert code == 0 and "wrote 3 segmentation(s)" in out, err
         outputs[name] = np.asarray(nib.load(tmp_path / name / "case_00001.nii.gz").dataobj)
     assert outputs["onnx"].shape == outputs["torch"].shape

@@ -262,6 +262,43 @@ def test_cohort_from_masks_keeps_ids_voxels_and_affine(tmp_path: Path) -> None:
     assert records["case_00003"].radiographic_size is not None
 
 
+def test_cohort_from_masks_takes_the_patients_of_their_kits_json(tmp_path: Path) -> None:
+    """Painting onto a KiTS folder with its kits.json keeps each case's known gender, age, BMI and
+    subtype (a missing value is drawn); the entries rebuilt on a resume without kits.json are equal."""
+    from nephroseg.io import ClinicalRecord, write_kits_json
+
+    masks = tmp_path / "masks"
+    for case_id in ("case_00003", "case_00011"):
+        write_array(
+            kidney_mask(), kits_affine((4.0, 5.0, 5.0)), masks / case_id / "segmentation.nii.gz", np.uint8
+        )
+    known = ClinicalRecord(
+        case_id="case_00003",
+        gender="female",
+        age_at_nephrectomy=71,
+        body_mass_index=31.5,
+        tumor_histologic_subtype="chromophobe",
+    )
+    write_kits_json(masks / "kits.json", [known, ClinicalRecord(case_id="case_00011", gender="male")])
+    out = tmp_path / "out"
+    synthesize_cohort(out, 2, seed=0, from_masks=masks, progress=False)
+    records = read_kits_json(out / "kits.json")
+    painted = records["case_00003"]
+    assert (painted.gender, painted.age_at_nephrectomy, painted.body_mass_index) == ("female", 71, 31.5)
+    assert painted.tumor_histologic_subtype == "chromophobe"
+    drawn = records["case_00011"]
+    assert (
+        drawn.gender == "male" and drawn.age_at_nephrectomy is not None and drawn.body_mass_index is not None
+    )
+    (out / "kits.json").unlink()
+    synthesize_cohort(out, 2, seed=0, from_masks=masks, progress=False)  # both cases skipped
+    rebuilt = read_kits_json(out / "kits.json")
+    for case_id in records:
+        assert rebuilt[case_id].model_copy(update={"tumor_necrosis": None}) == records[case_id].model_copy(
+            update={"tumor_necrosis": None}
+        )
+
+
 def test_paint_onto_a_real_kits_mask() -> None:
     path = SHARED_KITS / "case_00004" / "segmentation.nii.gz"
     if not path.exists():

@@ -387,7 +387,8 @@ def test_cli_train_and_predict_3d_in_source_geometry(tmp_path: Path, capsys) -> 
     err = capsys.readouterr().err
     assert "needs about" in err and "more than --max-memory 64.0 KB" in err and not refused.exists()
     assert (
-        _run([*predict_args[:3], "-o", str(tmp_path / "fits"), *predict_args[5:], "--max-memory", "4GB"]) == 0
+        _run([*predict_args[:3], "-o", str(tmp_path / "fits"), *predict_args[5:], "--max-memory", "16GB"])
+        == 0
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +182,28 @@ def volumetric_peak_bytes(
     return int(max(reading, resampling, windows, back))
 
 
-def check_memory(source: str | Path, needed: int, allowed: int) -> None:
-    if needed > allowed:
+def resident_bytes() -> int:
+    """This process's resident memory now (Linux); elsewhere its peak so far; 0 where neither is known."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as stream:
+            return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # macOS counts bytes, Linux KB
+
+
+def check_memory(source: str | Path, needed: int, allowed: int, *, held: int = 0) -> None:
+    """Refuse ``source`` when ``held`` (the process now) plus ``needed`` (the volume) exceeds ``allowed``."""
+    if held + needed > allowed:
+        share = f" ({format_size(held)} of it this process before the volume)" if held else ""
         raise NephrosegInputError(
             source,
-            f"needs about {format_size(needed)} of memory at its peak, more than --max-memory "
+            f"needs about {format_size(held + needed)} of memory at its peak{share}, more than --max-memory "
             f"{format_size(allowed)} allows (a smaller --batch-size helps only with the batch share)",
         )
 

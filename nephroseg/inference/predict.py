@@ -22,6 +22,7 @@ from nephroseg.inference.guards import (
     hounsfield_warning,
     parse_size,
     peak_bytes,
+    resident_bytes,
     volumetric_peak_bytes,
 )
 from nephroseg.inference.onnx_backend import is_onnx, load_onnx_model
@@ -103,11 +104,14 @@ def plan_outputs(
 def check_jobs_fit(
     jobs: list[PredictionJob], segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter, allowed: int
 ) -> None:
-    """Refuse, before any prediction, a volume whose estimated peak memory exceeds ``allowed`` bytes."""
+    """Refuse, before any prediction, a volume whose estimated peak memory exceeds ``allowed`` bytes:
+    what the process holds already (Python, torch, the models: about 0.8 GB) plus what the volume
+    adds, so that ``--max-memory 4GB`` bounds the whole process, as a machine's RAM does."""
     estimate = _estimator(segmenter)
+    held = resident_bytes()
     for job in jobs:
         shape, spacing = canonical_shape_and_spacing(*read_geometry(job.source))
-        check_memory(job.source, estimate(shape, spacing), allowed)
+        check_memory(job.source, estimate(shape, spacing), allowed, held=held)
 
 
 def _estimator(segmenter: Segmenter | VolumetricSegmenter | KidneyCropSegmenter):

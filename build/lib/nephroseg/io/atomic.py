@@ -1,0 +1,109 @@
+"""Atomic writes: a file appears complete under its final name, or not at all."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import errno
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from nephroseg.errors import NephrosegInputError
+
+# Faults of the place written to (full disk, no permission, read-only mount) that a user can fix:
+# reported as one line naming the file; any other OSError stays an ordinary exception.
+_WRITE_FAULTS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EROFS: "read-only file system",
+    errno.EFBIG: "file too large for the file system",
+    errno.EIO: "input/output error",
+}
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# mkstemp creates files readable by their owner only; results get the permissions of a normal file.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _suffixes(path: Path) -> str:
+    """'.nii.gz' for 'x.nii.gz': writers such as nibabel pick the format from the full suffix."""
+    return "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``final``; rename it into place only if the block succeeds.
+
+    The temporary file lives in the same folder (same file system), so ``os.replace`` is atomic. On
+    any exception, including KeyboardInterrupt, the temporary file is removed and ``final`` is left
+    as it was; a full disk or a folder without write permission becomes a ``NephrosegInputError``.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(
+            prefix=f".{final.name}.", suffix=".tmp" + _suffixes(final), dir=final.parent
+        )
+    except OSError as err:
+        raise_write_fault(final, err)
+        raise
+    os.close(handle)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, final)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise_write_fault(final, err)
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def raise_write_fault(final: Path, err: OSError) -> None:
+    """Re-raise a write fault as a user error; other OSErrors return to be re-raised as they are."""
+    if err.errno in _WRITE_FAULTS:
+        raise NephrosegInputError(
+            final, f"cannot write: {_WRITE_FAULTS[err.errno]} (nothing was written)"
+        ) from err
+
+
+def atomic_write_text(final: str | Path, text: str) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_csv(final: str | Path, rows: Iterable[Sequence[object]]) -> None:
+    """Rows (the first one the header) as CSV, atomically."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    atomic_write_text(final, buffer.getvalue())
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard link when possible (no copy of big volumes), else an atomic byte copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+
+
+def atomic_write_bytes(final: str | Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
