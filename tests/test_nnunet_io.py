@@ -69,3 +69,47 @@ def test_export_refuses_an_existing_dataset_and_import_a_non_dataset(
     (dataset / "imagesTr").rmdir()
     code, _, err = run_cli(["import-nnunet", "--dataset", str(dataset), "--out", str(tmp_path / "y")], capsys)
     assert code == 2 and "no imagesTr folder" in err and not (tmp_path / "y").exists()
+
+
+def test_export_writes_a_label_stored_otherwise_as_its_image_is_stored(
+    kits_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """nnU-Net compares arrays as stored: a label saved R-A-S over its I-P-L image's voxels is written
+    in the image's storage (same shape, affine and voxels as the image sees them); the others are
+    untouched copies."""
+    import nibabel as nib
+
+    label_path = kits_dir / "case_00001" / "segmentation.nii.gz"
+    as_stored = np.asarray(nib.load(label_path).dataobj)
+    nib.save(nib.as_closest_canonical(nib.load(label_path)), label_path)
+    raw = tmp_path / "raw"
+    assert run_cli(["export-nnunet", "--data", str(kits_dir), "--out", str(raw)], capsys)[0] == 0
+    dataset = raw / "Dataset220_KiTS19Synth"
+    image = nib.load(dataset / "imagesTr" / "case_00001_0000.nii.gz")
+    label = nib.load(dataset / "labelsTr" / "case_00001.nii.gz")
+    assert label.shape == image.shape and np.array_equal(label.affine, image.affine)
+    assert np.array_equal(np.asarray(label.dataobj), as_stored)
+    assert (dataset / "labelsTr" / "case_00000.nii.gz").read_bytes() == (
+        kits_dir / "case_00000" / "segmentation.nii.gz"
+    ).read_bytes()
+
+
+def test_export_refuses_a_label_on_another_grid_and_keeps_the_old_dataset(
+    kits_dir: Path, tmp_path: Path, capsys
+) -> None:
+    import nibabel as nib
+
+    raw = tmp_path / "raw"
+    args = ["export-nnunet", "--data", str(kits_dir), "--out", str(raw)]
+    assert run_cli(args, capsys)[0] == 0
+    before = {name: (raw / name).read_bytes() for name in files_under(raw)}
+    label_path = kits_dir / "case_00002" / "segmentation.nii.gz"
+    stored = nib.load(label_path)
+    moved = stored.affine.copy()
+    moved[0, 3] += 5.0
+    nib.save(nib.Nifti1Image(np.asarray(stored.dataobj), moved), tmp_path / "moved.nii.gz")
+    (tmp_path / "moved.nii.gz").replace(label_path)  # a new file: the export's hard link keeps the old
+    code, _, err = run_cli([*args, "--overwrite"], capsys)
+    assert code == 2 and f"{label_path}: label affine differs" in err
+    assert {name: (raw / name).read_bytes() for name in files_under(raw)} == before
+    assert sorted(p.name for p in raw.iterdir()) == ["Dataset220_KiTS19Synth"]

@@ -2,8 +2,10 @@
 
 ``DatasetNNN_Name/imagesTr/case_NNNNN_0000.nii.gz`` (channel 0 = CT), ``labelsTr/case_NNNNN.nii.gz``,
 ``imagesTs/`` for cases without labels, and ``dataset.json``. Files are copied byte for byte (hard
-links when on the same file system), so geometry is untouched. nnU-Net's predictions are named
-``case_NNNNN.nii.gz``, which ``nephroseg evaluate`` already pairs with the ground truth.
+links when on the same file system), so geometry is untouched; only a label stored in another axis
+order than its image is rewritten, in the image's (nnU-Net compares the arrays as stored).
+nnU-Net's predictions are named ``case_NNNNN.nii.gz``, which ``nephroseg evaluate`` already pairs
+with the ground truth.
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import re
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_write_text, link_or_copy
-from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, find_cases
+from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, check_same_grid, find_cases
+from nephroseg.io.volume import AFFINE_TOLERANCE_MM, read_geometry, read_volume, volume_from_array, write_like
 
 LABELS = {"background": 0, "kidney": 1, "tumor": 2}
 _IMAGE_NAME = re.compile(r"^(?P<case>.+)_0000\.nii\.gz$")
@@ -32,30 +38,72 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
 def export_nnunet(
     data_dir: str | Path, raw_root: str | Path, dataset_id: int, name: str, overwrite: bool = False
 ) -> Path:
-    """Write ``raw_root/DatasetNNN_Name``; returns that folder."""
+    """Write ``raw_root/DatasetNNN_Name``; returns that folder. Every label's grid is checked against
+    its image before anything is written. nnU-Net reads arrays as stored, so a label stored in another
+    axis order or flipped (which nephroseg reads onto its image) is written in its image's storage;
+    the others are linked or copied unchanged. The dataset is built beside the target and moved into
+    place when complete: an error or interrupt leaves no half dataset, and an old one (with
+    ``overwrite``) is replaced only then."""
     folder = Path(raw_root) / dataset_folder_name(dataset_id, name)
-    if folder.exists():
-        if not overwrite:
-            raise NephrosegInputError(folder, "exists; pass --overwrite to replace it")
-        shutil.rmtree(folder)
+    if folder.exists() and not overwrite:
+        raise NephrosegInputError(folder, "exists; pass --overwrite to replace it")
     cases = find_cases(data_dir)
     labelled = [c for c in cases if c.segmentation is not None]
-    for case in cases:
-        if case.segmentation is not None:
-            link_or_copy(case.imaging, folder / "imagesTr" / f"{case.case_id}_0000.nii.gz")
-            link_or_copy(case.segmentation, folder / "labelsTr" / f"{case.case_id}.nii.gz")
-        else:
-            link_or_copy(case.imaging, folder / "imagesTs" / f"{case.case_id}_0000.nii.gz")
-    description = {
-        "channel_names": {"0": "CT"},
-        "labels": LABELS,
-        "numTraining": len(labelled),
-        "file_ending": ".nii.gz",
-        "name": name,
-        "description": "KiTS19-layout cohort exported by nephroseg",
-    }
-    atomic_write_text(folder / "dataset.json", json.dumps(description, indent=1) + "\n")
+    stored_otherwise = {c.case_id for c in labelled if _label_stored_otherwise(c.imaging, c.segmentation)}
+    staging = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)  # what an interrupted export left
+    try:
+        for case in cases:
+            images = "imagesTr" if case.segmentation is not None else "imagesTs"
+            link_or_copy(case.imaging, staging / images / f"{case.case_id}_0000.nii.gz")
+            if case.segmentation is None:
+                continue
+            target = staging / "labelsTr" / f"{case.case_id}.nii.gz"
+            if case.case_id in stored_otherwise:
+                _write_label_as_image_is_stored(case.imaging, case.segmentation, target)
+            else:
+                link_or_copy(case.segmentation, target)
+        description = {
+            "channel_names": {"0": "CT"},
+            "labels": LABELS,
+            "numTraining": len(labelled),
+            "file_ending": ".nii.gz",
+            "name": name,
+            "description": "KiTS19-layout cohort exported by nephroseg",
+        }
+        atomic_write_text(staging / "dataset.json", json.dumps(description, indent=1) + "\n")
+        _replace_folder(staging, folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return folder
+
+
+def _label_stored_otherwise(image: Path, label: Path) -> bool:
+    """Whether ``label`` holds its image's voxels in another storage order (refused when it is on
+    another grid altogether, naming the file)."""
+    image_shape, image_affine = read_geometry(image)
+    label_shape, label_affine = read_geometry(label)
+    check_same_grid(image, label, image_shape, image_affine, label_shape, label_affine)
+    same_storage = np.allclose(image_affine, label_affine, atol=AFFINE_TOLERANCE_MM)
+    return tuple(image_shape) != tuple(label_shape) or not same_storage
+
+
+def _write_label_as_image_is_stored(image: Path, label: Path, target: Path) -> None:
+    shape, affine = read_geometry(image)
+    header = nib.load(image).header  # the header only: the CT's voxels are not read
+    like = volume_from_array(np.zeros(shape, np.uint8), affine, header=header, path=image)
+    write_like(read_volume(label, label=True).array, like, target)
+
+
+def _replace_folder(built: Path, folder: Path) -> None:
+    """Put the complete ``built`` folder at ``folder``; an existing one is removed only after."""
+    retired = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(retired, ignore_errors=True)
+    if folder.exists():
+        folder.rename(retired)
+    built.rename(folder)
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def import_nnunet(dataset: str | Path, out_dir: str | Path, overwrite: bool = False) -> list[Path]:
