@@ -706,3 +706,57 @@ def test_folder_with_one_bad_case_keeps_the_complete_results(trained_run, tmp_pa
     code, _, err = run_cli(["predict", "-i", str(inputs), "-o", str(out2), "-m", str(run)], capsys)
     assert_user_error(code, err, "case_00001.nii.gz: ", "expected a 3D volume")
     assert snapshot(out2) == {}
+
+
+# ---- an output that is the input ----------------------------------------------------------------------
+
+
+def test_predict_refuses_to_write_over_its_inputs(trained_run, tmp_path: Path, capsys) -> None:
+    """`-o` naming the input (a flat folder's scans share their names with the labels; the file
+    itself) would replace the scans, even with --overwrite, which the error must not suggest; the
+    input folder of a KiTS layout would end up holding the labels as second inputs of each case."""
+    data, run = trained_run
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    (flat / "case_00001.nii.gz").write_bytes((data / "case_00001" / "imaging.nii.gz").read_bytes())
+    kits = tmp_path / "kits"
+    shutil.copytree(data, kits)
+    before = snapshot(tmp_path)
+    model = ["-m", str(run), "--no-progress"]
+    attempts = [
+        (["-i", str(flat), "-o", str(flat), "--overwrite"], flat / "case_00001.nii.gz", "replace the scan"),
+        (
+            ["-i", str(flat / "case_00001.nii.gz"), "-o", str(flat / "case_00001.nii.gz"), "--overwrite"],
+            flat / "case_00001.nii.gz",
+            "replace the scan",
+        ),
+        (
+            ["-i", str(kits), "-o", str(tmp_path / "flat" / ".." / "kits")],
+            tmp_path / "flat" / ".." / "kits",
+            "read as inputs by the next run",
+        ),
+    ]
+    for args, named, fragment in attempts:
+        code, _, err = run_cli(["predict", *args, *model], capsys)
+        line = assert_user_error(code, err, f"error: {named}: is the input itself", fragment)
+        assert "--overwrite" not in line
+    assert snapshot(tmp_path) == before
+
+
+def test_convert_import_and_paint_refuse_their_input_as_output(tmp_path: Path, capsys) -> None:
+    kits = tmp_path / "kits"
+    for i in range(2):
+        image, label = blob_case(seed=i)
+        save_nifti(kits / f"case_{i:05d}" / "imaging.nii.gz", image, AFFINE, np.int16)
+        save_nifti(kits / f"case_{i:05d}" / "segmentation.nii.gz", label, AFFINE, np.uint8)
+    (kits / "kits.json").write_text("[]\n")
+    before = snapshot(tmp_path)
+    image = kits / "case_00000" / "imaging.nii.gz"
+    for args, named in [
+        (["convert", str(image), str(image), "--overwrite"], image),
+        (["import-kits", "--data", str(kits), "-o", str(kits), "--overwrite"], kits),
+        (["synth", "--out", str(kits), "--from-masks", str(kits), "--no-progress"], kits),
+    ]:
+        code, _, err = run_cli(args, capsys)
+        assert_user_error(code, err, f"error: {named}: is the input itself")
+    assert snapshot(tmp_path) == before

@@ -30,6 +30,7 @@ from nephroseg.inference.resume import check_resumable, prediction_record, recor
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter, view_spacing
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
+from nephroseg.io.atomic import refuse_writing_into_source
 from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import is_nifti
@@ -89,6 +90,12 @@ def plan_outputs(
             PredictionJob(case_id, path, output / f"{case_id}{OUTPUT_SUFFIXES[output_format]}")
             for case_id, path in sources.items()
         ]
+    for job in jobs:  # checked before "pass --overwrite", which would replace the scan
+        refuse_writing_into_source(job.source, job.target, "the labels would replace the scan")
+    if inputs.is_dir() and output.is_dir():
+        refuse_writing_into_source(
+            inputs, output, "the labels would lie among the scans and be read as inputs by the next run"
+        )
     existing = [str(j.target) for j in jobs if j.target.exists()]
     if existing and not (overwrite or resume):
         raise NephrosegInputError(

@@ -107,3 +107,17 @@ def link_or_copy(source: Path, target: Path) -> None:
 def atomic_write_bytes(final: str | Path, data: bytes) -> None:
     with atomic_path(final) as tmp:
         tmp.write_bytes(data)
+
+
+def same_place(first: str | Path, second: str | Path) -> bool:
+    """Whether two paths name one file or folder (through links, ``..`` or another spelling)."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist (yet)
+        return Path(first).resolve() == Path(second).resolve()
+
+
+def refuse_writing_into_source(source: str | Path, target: str | Path, what: str) -> None:
+    """Stop a command whose output would land on its own input (``what`` says what would be lost)."""
+    if same_place(source, target):
+        raise NephrosegInputError(target, f"is the input itself ({source}): {what}; choose another output")

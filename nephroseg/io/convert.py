@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nephroseg.errors import NephrosegInputError
+from nephroseg.io.atomic import refuse_writing_into_source
 from nephroseg.io.dicom import read_dicom_series
 from nephroseg.io.itk import is_itk
 from nephroseg.io.volume import is_nifti, read_volume, write_like
@@ -23,6 +24,7 @@ def convert_volume(
     source, target = Path(source), Path(target)
     if not (is_nifti(target) or is_itk(target)):
         raise NephrosegInputError(target, "output must end in .nii.gz, .nii, .nrrd or .mha")
+    refuse_writing_into_source(source, target, "it would be replaced by its own conversion")
     if target.exists() and not overwrite:
         raise NephrosegInputError(target, "output exists; pass --overwrite to replace it")
     if not source.exists():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.atomic import link_or_copy
+from nephroseg.io.atomic import link_or_copy, refuse_writing_into_source
 from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, find_cases
 from nephroseg.io.volume import Volume, read_volume, write_like
 from nephroseg.progress import progress_bar
@@ -47,6 +47,7 @@ def import_kits23(
             "--resume", "keeps the cases written, --overwrite rewrites them: choose one"
         )
     out_dir = Path(out_dir)
+    refuse_writing_into_source(data_dir, out_dir, "its imaging and labels would be replaced as they are read")
     cases = find_cases(data_dir)
     folders, labelled, cyst_voxels, kept = [], 0, 0, 0
     with progress_bar(progress) as bar:

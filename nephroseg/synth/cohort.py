@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from nephroseg.errors import NephrosegInputError
+from nephroseg.io.atomic import refuse_writing_into_source
 from nephroseg.io.kits import (
     CASE_PATTERN,
     IMAGING_NAME,
@@ -65,6 +66,8 @@ def synthesize_cohort(
         raise ValueError(f"start_index must be a non-negative integer, got {start_index!r}")
     seed_sequence(seed)  # validates the seed before any work
     out_dir = Path(out_dir)
+    if from_masks is not None:
+        refuse_writing_into_source(from_masks, out_dir, "its kits.json would take the painted cases' records")
     if out_dir.exists() and not out_dir.is_dir():
         raise NephrosegInputError(out_dir, "output exists and is not a folder")
     if from_masks is None:
