@@ -760,3 +760,30 @@ def test_convert_import_and_paint_refuse_their_input_as_output(tmp_path: Path, c
         code, _, err = run_cli(args, capsys)
         assert_user_error(code, err, f"error: {named}: is the input itself")
     assert snapshot(tmp_path) == before
+
+
+def test_training_and_cross_validation_refuse_each_others_folder(trained_run, tmp_path: Path, capsys) -> None:
+    """`predict -m FOLDER` takes a cross-validation's folds or a run's checkpoints: a folder holding
+    both would be read as one of them without a word, so neither job starts in the other's folder."""
+    data, _ = trained_run
+    tiny = ["--recipe", "resunet25d", "--profile", "tiny", "--no-progress"]
+    cv_folder = tmp_path / "cv"
+    (cv_folder / "fold_0" / "checkpoints").mkdir(parents=True)
+    (cv_folder / "fold_1").mkdir()
+    run_folder = tmp_path / "run"
+    (run_folder / "checkpoints").mkdir(parents=True)
+    before = snapshot(tmp_path)
+    for args, message in [
+        (
+            ["train", "--data", str(data), "--out", str(cv_folder), "--resume"],
+            "holds a cross-validation (fold_0, fold_1)",
+        ),
+        (
+            ["cv", "--data", str(data), "--out", str(run_folder), "--folds", "2"],
+            "holds a training run (checkpoints/)",
+        ),
+    ]:
+        code, _, err = run_cli([*args, *tiny], capsys)
+        assert_user_error(code, err, f"error: {args[4]}: {message}", "needs a folder of its own")
+    assert snapshot(tmp_path) == before
+    assert sorted(p.name for p in cv_folder.iterdir()) == ["fold_0", "fold_1"]

@@ -78,3 +78,22 @@ def resolve_checkpoints(model: str | Path) -> list[Path]:
     if folds and not (model / "checkpoints").is_dir():
         return [resolve_checkpoint(fold) for fold in folds]
     return [resolve_checkpoint(model)]
+
+
+def refuse_other_kind_of_run(folder: str | Path, job: str) -> None:
+    """One folder, one kind of result: ``predict -m FOLDER`` takes a cross-validation's folds or a
+    training run's checkpoints, so a ``job`` ("training", "cross-validation") is refused in a folder
+    holding the other kind (``predict`` would then take one of the two without a word)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    folds = sorted(p.name for p in folder.glob("fold_*") if p.is_dir())
+    if job == "training" and folds:
+        shown = ", ".join(folds[:2]) + (", …" if len(folds) > 2 else "")
+        raise NephrosegInputError(
+            folder, f"holds a cross-validation ({shown}): a training run needs a folder of its own"
+        )
+    if job == "cross-validation" and (folder / "checkpoints").is_dir():
+        raise NephrosegInputError(
+            folder, "holds a training run (checkpoints/): a cross-validation needs a folder of its own"
+        )

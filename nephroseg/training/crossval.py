@@ -22,6 +22,7 @@ from nephroseg.io import atomic_write_text, labelled_cases
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
 from nephroseg.recipe import Recipe
+from nephroseg.training.checkpoint import refuse_other_kind_of_run
 from nephroseg.training.distributed import DistContext, from_main, process_group
 from nephroseg.training.session import run_started
 from nephroseg.training.trainer import train
@@ -46,6 +47,7 @@ def cross_validate(
     progress: bool = True,
 ) -> CrossValidation:
     out_dir = Path(out_dir)
+    refuse_other_kind_of_run(out_dir, "cross-validation")
     n_folds = folds or recipe.train.split.folds
     cases = labelled_cases(data_dir)
     by_id = {c.case_id: c for c in cases}

@@ -29,7 +29,7 @@ from nephroseg.preprocess import PreparedCase, foreground_statistics, prepare_ca
 from nephroseg.progress import progress_bar
 from nephroseg.recipe import PreprocessSpec, Recipe
 from nephroseg.runtime import autocast
-from nephroseg.training.checkpoint import LAST_NAME, load_checkpoint
+from nephroseg.training.checkpoint import LAST_NAME, load_checkpoint, refuse_other_kind_of_run
 from nephroseg.training.distributed import (
     DistContext,
     main_first,
@@ -182,6 +182,7 @@ def train(
     Bad input found while the cases are read leaves no run folder behind (when this call made it).
     A 3D model (input kind "3d") is trained by patches instead: see ``training.volumetric``.
     """
+    refuse_other_kind_of_run(run_dir, "training")
     if model_info(recipe.model.name).input_kind == "3d":
         if recipe.preprocess.kidney_crop_mm is not None:
             raise NephrosegInputError(
