@@ -172,6 +172,19 @@ def test_make_segmenter_pairs_kidney_crop_models_with_a_coarse_one() -> None:
         make_segmenter([refine, whole], cpu, coarse_models=[whole])
     with pytest.raises(NephrosegInputError, match="is a kidney-crop model too: the kidneys are found by"):
         make_segmenter([refine], cpu, coarse_models=[refine])  # the two stages swapped or repeated
+    volumetric = _tiny_volumetric()
+    assert isinstance(make_segmenter([refine], cpu, coarse_models=[volumetric]), KidneyCropSegmenter)
+    with pytest.raises(NephrosegInputError, match="--coarse-model: a 3D model's coarse stage is a 3D"):
+        make_segmenter([volumetric], cpu, coarse_models=[whole])
+    with pytest.raises(NephrosegInputError, match=r"--coarse-model: cannot ensemble 3D models with 2D/2\.5D"):
+        make_segmenter([refine], cpu, coarse_models=[whole, volumetric])
+
+
+def _tiny_volumetric() -> SegmentationModel:
+    """An untrained 3D model planned on a made-up fingerprint (the planning gives its normalization)."""
+    from test_volumetric import _tiny_model
+
+    return _tiny_model()
 
 
 def test_both_stages_of_a_cascade_run_in_the_precision_asked() -> None:

@@ -297,6 +297,8 @@ def make_segmenter(
             raise NephrosegInputError(
                 "--model", "a kidney-crop model needs --coarse-model to find the kidneys first"
             )
+        if len({is_volumetric(m) for m in coarse_models}) != 1:
+            raise NephrosegInputError("--coarse-model", "cannot ensemble 3D models with 2D/2.5D models")
         if any(m.recipe.preprocess.kidney_crop_mm is not None for m in coarse_models):
             raise NephrosegInputError(
                 "--coarse-model", "is a kidney-crop model too: the kidneys are found by a whole-slice one"
@@ -307,5 +309,11 @@ def make_segmenter(
         return KidneyCropSegmenter(coarse_segmenter, segmenter)
     if scales:
         raise ValueError("zoomed views are for 2D/2.5D models; 3D models see their windows as trained")
+    if coarse_models and not all(map(is_volumetric, coarse_models)):
+        raise NephrosegInputError(
+            "--coarse-model",
+            "a 3D model's coarse stage is a 3D model too (a 2.5D kidney finder serves 2.5D kidney-crop "
+            "models)",
+        )
     coarse = VolumetricSegmenter(coarse_models, device, precision=precision) if coarse_models else None
     return VolumetricSegmenter(models, device, mirror_tta=tta, coarse=coarse, precision=precision)
