@@ -51,7 +51,7 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
     """Resuming is only sound with the settings and the resolved recipes the folder was made with:
     refuse otherwise (a run trained on another cohort, or by an older recipe, would be reused
     silently), and record them on the first run."""
-    from nephroseg.errors import NephrosegInputError
+    from nephroseg.errors import NephrosegInputError, listed
     from nephroseg.io.records import changed_settings, write_settings
 
     record = out / "demo_settings.json"
@@ -72,6 +72,11 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
             )
     elif out.exists() and (out / "run").exists():
         raise NephrosegInputError(out, "holds a demo of an earlier version: give another --out or remove it")
+    elif out.is_dir() and any(
+        out.iterdir()
+    ):  # the demo writes report.md, figures/, data/…: not among a user's files
+        shown = listed(sorted(entry.name for entry in out.iterdir()), 3)
+        raise NephrosegInputError(out, f"holds other files ({shown}): give a new or empty folder as --out")
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_settings(record, wanted)

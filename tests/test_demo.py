@@ -52,3 +52,17 @@ def test_demo_flow_end_to_end(tmp_path: Path, capsys) -> None:
     code, _, stderr = run_cli([*args, "--size", "48", "--no-progress"], capsys)
     assert code == 2 and "other settings (recipe)" in stderr
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_demo_refuses_a_folder_of_other_files(tmp_path: Path, capsys) -> None:
+    """The demo writes report.md, metrics.csv, figures/, data/ …: a folder already holding files of
+    the user's (``--out ~/Documents``) is refused before anything is written."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "report.md").write_text("the user's report\n")
+    (out / "notes.txt").write_text("notes\n")
+    args = ["demo", "--out", str(out), "--profile", "tiny_cascade", "--train-cases", "3", "--test-cases", "2"]
+    code, _, stderr = run_cli([*args, "--size", "48", "--no-progress"], capsys)
+    assert code == 2 and "holds other files (notes.txt, report.md)" in stderr
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "report.md"]
+    assert (out / "report.md").read_text() == "the user's report\n"
