@@ -390,9 +390,12 @@ def evaluate(
     """KiTS19 scores (kidney+tumor, tumor and composite Dice) plus per-class Dice/IoU, pixel accuracy
     and per-slice mean IoU, per case and on average."""
     from nephroseg.metrics import evaluate_folders, write_evaluation
+    from nephroseg.metrics.evaluate import check_evaluation_target
 
+    out = out or (pred.parent if pred.is_file() else pred)
+    check_evaluation_target(out)  # before minutes of reading: not at the end
     evaluation = evaluate_folders(pred, gt, allow_missing=allow_missing, progress=progress)
-    csv_path, _ = write_evaluation(evaluation, out or (pred.parent if pred.is_file() else pred))
+    csv_path, _ = write_evaluation(evaluation, out)
     mean = evaluation.mean
     typer.echo(f"{len(evaluation.per_case)} cases, per-case table in {csv_path}")
     typer.echo(

@@ -436,7 +436,9 @@ def test_full_disk_on_evaluate_keeps_previous_metrics(tmp_path: Path, capsys, mo
     _, label = blob_case()
     for side in ("pred", "gt"):
         save_nifti(tmp_path / side / "case_00000.nii.gz", label, AFFINE, np.uint8)
-    (tmp_path / "pred" / "metrics.csv").write_text("an earlier evaluation\n")
+    (tmp_path / "pred" / "metrics.csv").write_text(
+        "case_id,kidney_tumor_dice,tumor_dice\nmean,0.5,0.5\n"
+    )  # earlier
     before = snapshot(tmp_path)
     monkeypatch.setattr(os, "replace", lambda *_: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     code, _, err = run_cli(evaluate_args(tmp_path), capsys)

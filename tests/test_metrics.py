@@ -171,3 +171,29 @@ def test_evaluate_two_files_of_any_names_through_the_cli(tmp_path: Path, capsys)
     assert "kidney_tumor_dice=1.0000 tumor_dice=0.6667" in out
     scores = json.loads((tmp_path / "preds" / "metrics.json").read_text())
     assert scores["mean"]["tumor_dice"] == pytest.approx(2 / 3)
+
+
+def test_evaluate_replaces_its_own_results_but_not_a_users_files(tmp_path: Path, capsys) -> None:
+    """metrics.csv / metrics.json of an earlier evaluation are replaced; files of those names that
+    evaluate did not write (the user's own table in the chosen folder) are refused before scoring."""
+    from test_cli import run_cli
+
+    affine = kits_affine((2.0, 1.0, 1.0))
+    truth = np.zeros((2, 4, 4), np.uint8)
+    truth[0, :2, :2] = 1
+    save_nifti(tmp_path / "gt" / "case_00000.nii.gz", truth, affine, np.uint8)
+    save_nifti(tmp_path / "pred" / "case_00000.nii.gz", truth, affine, np.uint8)
+    args = ["evaluate", "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--no-progress"]
+    assert run_cli(args, capsys)[0] == 0
+    assert run_cli(args, capsys)[0] == 0  # its own results: replaced
+    for name, theirs in (("metrics.csv", "patient,score\n"), ("metrics.json", "[]\n")):
+        (tmp_path / "mine").mkdir(exist_ok=True)
+        (tmp_path / "mine" / name).write_text(theirs)
+        code, _, err = run_cli([*args, "--out", str(tmp_path / "mine")], capsys)
+        assert (
+            code == 2
+            and f"{tmp_path / 'mine' / name}: exists and was not written by nephroseg evaluate" in err
+        )
+        assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == [name]
+        assert (tmp_path / "mine" / name).read_text() == theirs
+        (tmp_path / "mine" / name).unlink()

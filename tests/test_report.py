@@ -514,3 +514,24 @@ def test_report_reads_labels_in_any_storage_order_and_refuses_another_grid(tmp_p
             build_report(tmp_path / "pred", data, tmp_path / "bad", gt_dir=data, viewer=False, progress=False)
         (tmp_path / name).write_bytes(saved)
         assert not (tmp_path / "bad").exists()
+
+
+def test_report_replaces_its_own_files_but_not_a_users(tmp_path):
+    """A second report into the same folder replaces the first; a report.md, cases.csv or tumors.csv
+    the report did not write is refused before any figure is drawn."""
+    image, _, prediction = synthetic_case()
+    affine = kits_affine((3.0, 0.8, 0.8))
+    save_nifti(tmp_path / "data" / "case_00001" / "imaging.nii.gz", image, affine, np.int16)
+    save_nifti(tmp_path / "pred" / "case_00001.nii.gz", prediction, affine, np.uint8)
+    out = tmp_path / "report"
+    for _ in range(2):
+        build_report(tmp_path / "pred", tmp_path / "data", out, viewer=False, progress=False)
+    for name in ("report.md", "cases.csv", "tumors.csv"):
+        mine = tmp_path / f"mine_{name}"
+        mine.mkdir()
+        (mine / name).write_text("the user's own\n")
+        with pytest.raises(
+            NephrosegInputError, match=f"{name}: exists and was not written by nephroseg report"
+        ):
+            build_report(tmp_path / "pred", tmp_path / "data", mine, viewer=False, progress=False)
+        assert sorted(p.name for p in mine.iterdir()) == [name]

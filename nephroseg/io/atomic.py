@@ -121,3 +121,19 @@ def refuse_writing_into_source(source: str | Path, target: str | Path, what: str
     """Stop a command whose output would land on its own input (``what`` says what would be lost)."""
     if same_place(source, target):
         raise NephrosegInputError(target, f"is the input itself ({source}): {what}; choose another output")
+
+
+def refuse_replacing_foreign_files(beginnings: dict[Path, str], what: str) -> None:
+    """Before any work, refuse to replace a file that exists and does not begin as the one this
+    command writes there (``beginnings``: path → the text ours begins with): a ``report.md`` or
+    ``metrics.csv`` of the user's own in the chosen folder. Ours, from an earlier run, are replaced."""
+    for path, beginning in beginnings.items():
+        if path.exists() and not path.is_file():
+            raise NephrosegInputError(path, f"exists and is not a file; {what} writes a file there")
+        if path.is_file():
+            with path.open("rb") as stream:
+                found = stream.read(len(beginning.encode()))
+            if found != beginning.encode():
+                raise NephrosegInputError(
+                    path, f"exists and was not written by {what}; not overwritten: choose another --out"
+                )

@@ -10,7 +10,7 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError, listed
 from nephroseg.io import Volume, atomic_write_text, read_volume
-from nephroseg.io.atomic import atomic_write_csv
+from nephroseg.io.atomic import atomic_write_csv, refuse_replacing_foreign_files
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
 from nephroseg.io.volume import block_in_grid, is_single_dicom_file, place_on_grid
@@ -112,9 +112,20 @@ def _fits(inner: Volume, outer: Volume) -> bool:
     return True
 
 
+def check_evaluation_target(out_dir: str | Path) -> None:
+    """Refuse a folder whose ``metrics.csv`` or ``metrics.json`` is not an earlier evaluation's."""
+    out_dir = Path(out_dir)
+    beginnings = {
+        out_dir / "metrics.csv": "case_id,kidney_tumor_dice,",
+        out_dir / "metrics.json": '{\n "cases":',
+    }
+    refuse_replacing_foreign_files(beginnings, "nephroseg evaluate")
+
+
 def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path, Path]:
     """``metrics.csv`` (a row per case and a final 'mean' row) and ``metrics.json``."""
     out_dir = Path(out_dir)
+    check_evaluation_target(out_dir)
     columns = ["case_id", *evaluation.mean.keys()]
     rows: list[list[str]] = [columns]
     rows += [[case_id, *(f"{m[k]:.6f}" for k in columns[1:])] for case_id, m in evaluation.per_case.items()]

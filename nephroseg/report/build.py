@@ -10,6 +10,7 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import Volume, read_kits_json, read_volume
+from nephroseg.io.atomic import refuse_replacing_foreign_files
 from nephroseg.io.dicom import series_summary
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import images_by_case, labels_by_case
@@ -24,7 +25,7 @@ from nephroseg.report.plots import (
     pick_slice,
     training_curves_png,
 )
-from nephroseg.report.tables import write_measurement_tables
+from nephroseg.report.tables import CASE_COLUMNS, TUMOR_COLUMNS, write_measurement_tables
 from nephroseg.report.viewer import viewer_html
 
 SECOND_ROW_GAP_MM = 10.0  # the error row's slice lies at least this far from the largest tumor's
@@ -49,6 +50,12 @@ def build_report(
     ``viewer``: also a page per case in ``viewer/`` to scroll through its slices in a browser.
     The measurements also go to ``cases.csv`` and ``tumors.csv``."""
     out_dir = Path(out_dir)
+    beginnings = {
+        out_dir / "report.md": "# nephroseg",
+        out_dir / "cases.csv": ",".join(CASE_COLUMNS[:2]) + ",",
+        out_dir / "tumors.csv": ",".join(TUMOR_COLUMNS[:2]) + ",",
+    }
+    refuse_replacing_foreign_files(beginnings, "nephroseg report")
     predictions = labels_by_case(pred_dir)
     images = images_by_case(images_dir)
     truths = labels_by_case(gt_dir) if gt_dir is not None else {}
