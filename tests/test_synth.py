@@ -7,8 +7,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from conftest import blob_case
 from scipy import ndimage as ndi
 
+from nephroseg.errors import NephrosegInputError
 from nephroseg.io import labelled_cases, load_case, read_kits_json, read_volume, write_array
 from nephroseg.synth import (
     SynthConfig,
@@ -200,6 +202,25 @@ def test_cohort_resume_skips_complete_cases(tmp_path: Path) -> None:
     (out / "kits.json").unlink()
     synthesize_cohort(out, 3, seed=1, config=TINY, progress=False)
     assert read_kits_json(out / "kits.json") == after
+
+
+def test_cohort_refuses_case_folders_it_did_not_begin(tmp_path: Path) -> None:
+    """`synth --out` on a real dataset's folder: a test case (imaging alone, on its own grid) or a
+    mask without its image is not an interrupted case of synth's (it writes the imaging first, on
+    the grid the seed plans): refused before anything is written, the files as they were."""
+    out = tmp_path / "kits19"
+    image, label = blob_case(seed=3)
+    write_array(image, kits_affine((3.0, 0.78, 0.78)), out / "case_00001" / "imaging.nii.gz", np.int16)
+    before = (out / "case_00001" / "imaging.nii.gz").read_bytes()
+    with pytest.raises(NephrosegInputError, match=r"case_00001: holds an imaging.nii.gz on another grid"):
+        synthesize_cohort(out, 2, seed=1, config=TINY, progress=False)
+    assert (out / "case_00001" / "imaging.nii.gz").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["case_00001"]
+    (out / "case_00001" / "imaging.nii.gz").unlink()
+    write_array(label, kits_affine((3.0, 0.78, 0.78)), out / "case_00001" / "segmentation.nii.gz", np.uint8)
+    with pytest.raises(NephrosegInputError, match=r"case_00001: holds a segmentation without its imaging"):
+        synthesize_cohort(out, 2, seed=1, config=TINY, progress=False)
+    assert sorted(p.name for p in (out / "case_00001").iterdir()) == ["segmentation.nii.gz"]
 
 
 def test_cohort_in_two_processes_writes_the_same_files(tmp_path: Path) -> None:

@@ -29,12 +29,20 @@ from nephroseg.io.kits import (
     write_kits_json,
 )
 from nephroseg.io.lock import folder_held
-from nephroseg.io.volume import read_volume, write_array, write_like
+from nephroseg.io.volume import (
+    AFFINE_TOLERANCE_MM,
+    canonical_grid,
+    read_geometry,
+    read_volume,
+    spacing_of,
+    write_array,
+    write_like,
+)
 from nephroseg.synth.anatomy import Patient, draw_patient
 from nephroseg.synth.config import SynthConfig
 from nephroseg.synth.measure import radiographic_size_cm
 from nephroseg.synth.paint import mask_case_identity, paint_case_from_mask
-from nephroseg.synth.phantom import CaseInfo, generate_case, plan_info, seed_sequence
+from nephroseg.synth.phantom import CaseInfo, generate_case, plan_info, planned_grid, seed_sequence
 
 KITS_JSON = "kits.json"
 
@@ -100,6 +108,13 @@ def synthesize_cohort(
                     )
                 advance(case_id)
             else:
+                foreign = _foreign_files(folder, case_seed, config, mask_path)
+                if foreign:
+                    raise NephrosegInputError(
+                        folder,
+                        f"holds {foreign}: not a case synth began (a real dataset's test case?); "
+                        "choose another --out, or remove the folder to generate it",
+                    )
                 to_write.append((folder, case_seed, config, mask_path, sources.get(case_id)))
         for case_id, record in _written(to_write, workers):
             records[case_id] = record
@@ -108,6 +123,32 @@ def synthesize_cohort(
     if not to_write:
         _merge_kits_json(out_dir, records)
     return folders
+
+
+def _foreign_files(
+    folder: Path, case_seed: np.random.SeedSequence, config: SynthConfig, mask_path: Path | None
+) -> str | None:
+    """What in an incomplete case folder synth did not write, or None. Synth writes the imaging
+    first, so a segmentation alone is not its; an imaging alone is its (interrupted before the
+    segmentation) only on the grid this seed plans, or the mask's when painting."""
+    imaging, segmentation = folder / IMAGING_NAME, folder / SEGMENTATION_NAME
+    if segmentation.exists():
+        return "a segmentation without its imaging"
+    if not imaging.exists():
+        return None
+    shape, affine = read_geometry(imaging)
+    if mask_path is not None:
+        mask_shape, mask_affine = read_geometry(mask_path)
+        ours = tuple(shape) == tuple(mask_shape) and np.allclose(
+            affine, mask_affine, atol=AFFINE_TOLERANCE_MM
+        )
+    else:
+        planned_shape, planned_spacing = planned_grid(case_seed, config)
+        found_shape, found_affine = canonical_grid(shape, affine)
+        ours = found_shape == planned_shape and np.allclose(
+            spacing_of(found_affine), planned_spacing, rtol=1e-5
+        )
+    return None if ours else "an imaging.nii.gz on another grid than the case this seed makes"
 
 
 def _merge_kits_json(out_dir: Path, records: dict[str, ClinicalRecord]) -> None:

@@ -182,6 +182,29 @@ def plan_info(seed: int | np.random.SeedSequence, config: SynthConfig | None = N
     return _info(_plan(np.random.default_rng(plan_ss), config or SynthConfig()))
 
 
+def planned_grid(
+    seed: int | np.random.SeedSequence, config: SynthConfig | None = None
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and spacing (canonical) of the case ``generate_case`` would make, from its first,
+    cheap steps (the same draws in the same order; nothing painted): to recognize a case of ours."""
+    config = config or SynthConfig()
+    given = seed_sequence(seed)
+    # A copy: spawning from the caller's SeedSequence would move it on, and the case it then
+    # generates would be another.
+    copy = np.random.SeedSequence(
+        given.entropy,
+        spawn_key=given.spawn_key,
+        pool_size=given.pool_size,
+        n_children_spawned=given.n_children_spawned,
+    )
+    rng = np.random.default_rng(copy.spawn(3)[0])
+    plan = _plan(rng, config)
+    trunk = plan_trunk(rng, plan.patient, _placement(plan))
+    _, fov, _ = _fit_field_of_view(rng, config, trunk)
+    pixel = fov / config.size
+    return (plan.n_slices, config.size, config.size), (plan.thickness, pixel, pixel)
+
+
 def generate_case(seed: int | np.random.SeedSequence, config: SynthConfig | None = None) -> SyntheticCase:
     """One procedural KiTS-like case; the same seed and config give identical arrays."""
     config = config or SynthConfig()
