@@ -56,9 +56,10 @@ def untrained_checkpoint(path: Path) -> Path:
 def estimate(source: Path, model: Path, batch_size: int) -> int:
     import torch
 
-    from nephroseg.inference.guards import activations_per_pixel, canonical_shape_and_spacing, peak_bytes
+    from nephroseg.inference.guards import activations_per_pixel, peak_bytes
     from nephroseg.inference.predict import load_models
     from nephroseg.io import read_geometry
+    from nephroseg.io.volume import canonical_shape_and_spacing
 
     (member,) = load_models([model], torch.device("cpu"))
     spec = member.recipe

@@ -72,11 +72,11 @@ def _check_same_settings(out: Path, settings: DemoSettings, recipe: Recipe, coar
             )
     elif out.exists() and (out / "run").exists():
         raise NephrosegInputError(out, "holds a demo of an earlier version: give another --out or remove it")
-    elif out.is_dir() and any(
-        out.iterdir()
-    ):  # the demo writes report.md, figures/, data/…: not among a user's files
-        shown = listed(sorted(entry.name for entry in out.iterdir()), 3)
-        raise NephrosegInputError(out, f"holds other files ({shown}): give a new or empty folder as --out")
+    elif out.is_dir() and (others := sorted(entry.name for entry in out.iterdir())):
+        # the demo writes report.md, figures/, data/ …: not among a user's own files
+        raise NephrosegInputError(
+            out, f"holds other files ({listed(others, 3)}): give a new or empty folder as --out"
+        )
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_settings(record, wanted)

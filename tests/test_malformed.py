@@ -653,7 +653,8 @@ def test_parse_size_units() -> None:
 
 
 def test_peak_estimate_follows_shape_orientation_and_batch() -> None:
-    from nephroseg.inference.guards import canonical_shape_and_spacing, peak_bytes
+    from nephroseg.inference.guards import peak_bytes
+    from nephroseg.io.volume import canonical_shape_and_spacing
 
     ras = np.diag([0.8, 0.7, 2.5, 1.0])  # stored (x, y, z) → canonical (z, y, x)
     shape, spacing = canonical_shape_and_spacing((48, 40, 12), ras)

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.volume import canonical_grid, spacing_of
 from nephroseg.preprocess import inplane_shape
 from nephroseg.preprocess.resample import resampled_shape
 
@@ -42,14 +41,6 @@ def format_size(n_bytes: float) -> str:
         if n_bytes >= factor:
             return f"{n_bytes / factor:.1f} {unit}"
     return f"{int(n_bytes)} B"
-
-
-def canonical_shape_and_spacing(
-    shape: tuple[int, int, int], affine: np.ndarray
-) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
-    """Shape and voxel size (mm) of a stored volume once read into the canonical (I, P, L) order."""
-    canonical_shape, canonical_affine = canonical_grid(shape, affine)
-    return canonical_shape, spacing_of(canonical_affine)
 
 
 @torch.no_grad()

@@ -16,7 +16,6 @@ from nephroseg.inference.cascade import KidneyCropSegmenter
 from nephroseg.inference.guards import (
     activations_per_pixel,
     activations_per_voxel,
-    canonical_shape_and_spacing,
     check_memory,
     check_writable,
     hounsfield_warning,
@@ -33,7 +32,7 @@ from nephroseg.io import read_geometry, read_volume, write_like
 from nephroseg.io.atomic import refuse_writing_into_source
 from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
-from nephroseg.io.volume import is_nifti
+from nephroseg.io.volume import canonical_shape_and_spacing, is_nifti
 from nephroseg.progress import progress_bar
 from nephroseg.runtime import resolve_device, resolve_precision
 from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoints

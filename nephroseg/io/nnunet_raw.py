@@ -21,7 +21,7 @@ import numpy as np
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io.atomic import atomic_write_text, link_or_copy
 from nephroseg.io.kits import IMAGING_NAME, SEGMENTATION_NAME, check_same_grid, find_cases
-from nephroseg.io.volume import AFFINE_TOLERANCE_MM, read_geometry, read_volume, volume_from_array, write_like
+from nephroseg.io.volume import read_geometry, read_volume, same_stored_grid, volume_from_array, write_like
 
 LABELS = {"background": 0, "kidney": 1, "tumor": 2}
 _IMAGE_NAME = re.compile(r"^(?P<case>.+)_0000\.nii\.gz$")
@@ -82,15 +82,13 @@ def export_nnunet(
 def _label_stored_otherwise(image: Path, label: Path) -> bool:
     """Whether ``label`` holds its image's voxels in another storage order (refused when it is on
     another grid altogether, naming the file)."""
-    image_shape, image_affine = read_geometry(image)
-    label_shape, label_affine = read_geometry(label)
-    check_same_grid(image, label, image_shape, image_affine, label_shape, label_affine)
-    same_storage = np.allclose(image_affine, label_affine, atol=AFFINE_TOLERANCE_MM)
-    return tuple(image_shape) != tuple(label_shape) or not same_storage
+    image_grid, label_grid = read_geometry(image), read_geometry(label)
+    check_same_grid(image, label, *image_grid, *label_grid)
+    return not same_stored_grid(image_grid, label_grid)
 
 
 def _write_label_as_image_is_stored(image: Path, label: Path, target: Path) -> None:
-    shape, affine = read_geometry(image)
+    shape, affine = read_geometry(image)  # its 3D shape (a trailing axis of 1 dropped)
     header = nib.load(image).header  # the header only: the CT's voxels are not read
     like = volume_from_array(np.zeros(shape, np.uint8), affine, header=header, path=image)
     write_like(read_volume(label, label=True).array, like, target)

@@ -94,6 +94,22 @@ def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> tuple[tuple[in
     return tuple(shape3[i] for i in order), affine @ inv_ornt_aff(to_canonical, shape3)  # type: ignore[return-value]
 
 
+def canonical_shape_and_spacing(
+    shape: tuple[int, int, int], affine: np.ndarray
+) -> tuple[tuple[int, int, int], tuple[float, float, float]]:
+    """Shape and voxel size (mm) of a stored volume once read into the canonical (I, P, L) order."""
+    canonical_shape, canonical_affine = canonical_grid(shape, affine)
+    return canonical_shape, spacing_of(canonical_affine)
+
+
+def same_stored_grid(
+    first: tuple[tuple[int, ...], np.ndarray], second: tuple[tuple[int, ...], np.ndarray]
+) -> bool:
+    """Whether two (shape, affine) headers store their voxels alike: same shape, same affine to a
+    micrometre (``canonical_grid`` compares them as read instead)."""
+    return tuple(first[0]) == tuple(second[0]) and np.allclose(first[1], second[1], atol=AFFINE_TOLERANCE_MM)
+
+
 def volume_from_array(
     array: np.ndarray, affine: np.ndarray, header: nib.Nifti1Header | None = None, path: Path | None = None
 ) -> Volume:

@@ -30,11 +30,10 @@ from nephroseg.io.kits import (
 )
 from nephroseg.io.lock import folder_held
 from nephroseg.io.volume import (
-    AFFINE_TOLERANCE_MM,
-    canonical_grid,
+    canonical_shape_and_spacing,
     read_geometry,
     read_volume,
-    spacing_of,
+    same_stored_grid,
     write_array,
     write_like,
 )
@@ -136,18 +135,13 @@ def _foreign_files(
         return "a segmentation without its imaging"
     if not imaging.exists():
         return None
-    shape, affine = read_geometry(imaging)
+    found = read_geometry(imaging)
     if mask_path is not None:
-        mask_shape, mask_affine = read_geometry(mask_path)
-        ours = tuple(shape) == tuple(mask_shape) and np.allclose(
-            affine, mask_affine, atol=AFFINE_TOLERANCE_MM
-        )
+        ours = same_stored_grid(found, read_geometry(mask_path))
     else:
         planned_shape, planned_spacing = planned_grid(case_seed, config)
-        found_shape, found_affine = canonical_grid(shape, affine)
-        ours = found_shape == planned_shape and np.allclose(
-            spacing_of(found_affine), planned_spacing, rtol=1e-5
-        )
+        found_shape, found_spacing = canonical_shape_and_spacing(*found)
+        ours = found_shape == planned_shape and np.allclose(found_spacing, planned_spacing, rtol=1e-5)
     return None if ours else "an imaging.nii.gz on another grid than the case this seed makes"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from nephroseg.errors import NephrosegInputError
+from nephroseg.errors import NephrosegInputError, listed
 from nephroseg.io import atomic_path
 
 CHECKPOINT_FORMAT = "nephroseg.checkpoint.v1"
@@ -89,9 +89,8 @@ def refuse_other_kind_of_run(folder: str | Path, job: str) -> None:
         return
     folds = sorted(p.name for p in folder.glob("fold_*") if p.is_dir())
     if job == "training" and folds:
-        shown = ", ".join(folds[:2]) + (", …" if len(folds) > 2 else "")
         raise NephrosegInputError(
-            folder, f"holds a cross-validation ({shown}): a training run needs a folder of its own"
+            folder, f"holds a cross-validation ({listed(folds, 2)}): a training run needs a folder of its own"
         )
     if job == "cross-validation" and (folder / "checkpoints").is_dir():
         raise NephrosegInputError(
