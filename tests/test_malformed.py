@@ -367,6 +367,29 @@ def test_ct_raises_no_warning(trained_run, tmp_path: Path, capsys) -> None:
     assert code == 0 and err == ""
 
 
+def test_predict_warns_on_a_header_without_orientation(trained_run, tmp_path: Path, capsys) -> None:
+    """qform_code and sform_code 0 (an ANALYZE conversion): nibabel's default axes are used, with a warning
+    naming them; the labels keep the source's header, so they overlay the scan wherever it is opened."""
+    data, run = trained_run
+    scan = nib.load(data / "case_00000" / "imaging.nii.gz")
+    bare = nib.Nifti1Image(np.asanyarray(scan.dataobj), None)
+    bare.header.set_zooms(scan.header.get_zooms())
+    bare.header["qform_code"], bare.header["sform_code"] = 0, 0
+    source = tmp_path / "bare.nii.gz"
+    nib.save(bare, source)
+    code, out, err = run_cli(
+        ["predict", "-i", str(source), "-o", str(tmp_path / "o.nii.gz"), "-m", str(run), "--no-progress"],
+        capsys,
+    )
+    assert code == 0 and "wrote 1 segmentation(s)" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {source}: the header states no orientation")
+    assert "read as L-A-S" in lines[0]
+    written = nib.load(tmp_path / "o.nii.gz")
+    assert written.shape == bare.shape and np.array_equal(written.affine, nib.load(source).affine)
+    assert (int(written.header["qform_code"]), int(written.header["sform_code"])) == (0, 0)
+
+
 # ---- the output: exists, unwritable, disk full ------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """Checks ``nephroseg predict`` makes before any work: that the memory a volume needs fits the user's
-limit, that the output folder can be written, and that the intensities look like CT."""
+limit, that the output folder can be written, and that the intensities and orientation look like CT's."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import torch
 
@@ -222,3 +223,19 @@ def hounsfield_warning(hu: np.ndarray) -> str | None:
             "normalized data rather than Hounsfield units? predicting anyway"
         )
     return None
+
+
+def orientation_warning(header: nib.Nifti1Header) -> str | None:
+    """A sentence when a NIfTI header states no orientation (qform_code and sform_code both 0, as an
+    ANALYZE conversion leaves it), else None: nibabel then places the axes by a fixed default, so a
+    scan stored I-P-L is read as L-A-S and the model sees it on its side."""
+    if "qform_code" not in header or "sform_code" not in header:
+        return None
+    if int(header["qform_code"]) > 0 or int(header["sform_code"]) > 0:
+        return None
+    assumed = "-".join(nib.aff2axcodes(header.get_best_affine()))
+    return (
+        f"the header states no orientation (qform_code and sform_code are 0), so its axes are read as "
+        f"{assumed}; if the scan was stored otherwise the labels will be wrong: set the header's sform "
+        "or qform (e.g. from the DICOM). predicting anyway"
+    )

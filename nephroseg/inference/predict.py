@@ -19,6 +19,7 @@ from nephroseg.inference.guards import (
     check_memory,
     check_writable,
     hounsfield_warning,
+    orientation_warning,
     parse_size,
     peak_bytes,
     resident_bytes,
@@ -215,9 +216,9 @@ def run_jobs(
         for job in jobs:
             bar.update(task, status=job.case_id)
             volume = read_volume(job.source)
-            problem = hounsfield_warning(volume.array)
-            if problem:
-                warnings.warn(NephrosegInputWarning(job.source, problem), stacklevel=2)
+            for problem in (orientation_warning(volume.source.header), hounsfield_warning(volume.array)):
+                if problem:
+                    warnings.warn(NephrosegInputWarning(job.source, problem), stacklevel=2)
             labels = segmenter.segment(volume.array, volume.spacing)
             if job.target.name.endswith(".dcm"):
                 from nephroseg.io.dicom_seg import write_dicom_seg  # highdicom: only for DICOM SEG out
