@@ -140,9 +140,13 @@ def test_2d_and_4d_refused(tmp_path: Path) -> None:
     _expect_error(save_nifti(tmp_path / "time.nii.gz", np.zeros((3, 4, 5, 2), np.int16), RAS), "4D")
 
 
-def test_trailing_singleton_axis_accepted(tmp_path: Path) -> None:
-    volume = read_volume(save_nifti(tmp_path / "v.nii.gz", np.zeros((3, 4, 5, 1), np.int16), RAS))
-    assert volume.array.ndim == 3
+def test_trailing_singleton_axis_accepted_and_kept_in_the_output(tmp_path: Path) -> None:
+    stored = _marker_volume((3, 4, 5))[..., None]
+    volume = read_volume(save_nifti(tmp_path / "v.nii.gz", stored, LPS))
+    assert volume.array.shape == (5, 4, 3)  # canonical I-P-L of an L-P-S file
+    written = nib.load(write_like(volume.array.astype(np.int16), volume, tmp_path / "out.nii.gz", np.int16))
+    assert written.shape == (3, 4, 5, 1) and np.array_equal(np.asanyarray(written.dataobj), stored)
+    assert np.allclose(written.affine, LPS, atol=1e-6)
 
 
 def test_nan_voxels_refused(tmp_path: Path) -> None:

@@ -390,6 +390,9 @@ def write_like(array: np.ndarray, like: Volume, path: str | Path, dtype: np.dtyp
 
         return write_itk(data, source.affine, path)
     header = source.header.copy()
+    stored_shape = tuple(int(n) for n in header.get_data_shape())
+    if stored_shape[:3] == data.shape and all(n == 1 for n in stored_shape[3:]):
+        data = data.reshape(stored_shape)  # a trailing axis of 1, read as 3D, is kept: the source's shape
     image = nib.Nifti1Image(data, source.affine, header=header)
     image.set_data_dtype(dtype)
     qform, qcode = header.get_qform(coded=True)
