@@ -317,8 +317,11 @@ def test_two_series_largest_wins_uid_selects_and_a_tie_is_listed(tmp_path: Path,
     with pytest.raises(NephrosegInputError, match=r"no series with SeriesInstanceUID 9\.9"):
         read_dicom_series(folder, series_uid="9.9")
     write_series(folder / "c", image.astype(np.float32), series_uid="1.2.3.6", description="twin")
-    with pytest.raises(NephrosegInputError, match=r"several series could be the CT.*1\.2\.3\.4.*1\.2\.3\.6"):
+    with pytest.raises(
+        NephrosegInputError, match=r"several series could be the CT.*1\.2\.3\.4.*1\.2\.3\.6"
+    ) as err:
         read_dicom_series(folder)
+    assert str(err.value).endswith(f"pick one with `nephroseg convert {folder} CT.nii.gz --series-uid UID`")
 
 
 @pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
@@ -504,3 +507,87 @@ def test_view_a_dicom_series_with_its_label_as_nifti(tmp_path: Path, ct, capsys)
     assert data["table"]["truth_tumor_cm2"] == [
         round(np.count_nonzero(s == 2) * SPACING[1] * SPACING[2] / 100, 3) for s in truth
     ]
+
+
+@pytest.mark.parametrize("cut_at", [300, 100])
+def test_a_slice_file_cut_short_is_refused_not_dropped(tmp_path: Path, ct, cut_at: int) -> None:
+    """An interrupted copy: the end slice's file cut inside its header (300 bytes: the file meta and
+    no series; 100 bytes: not even the DICM mark) used to vanish from the scan without a word."""
+    image, _ = ct
+    paths = write_series(tmp_path / "series", image.astype(np.float32))
+    end = max(paths, key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2]))
+    end.write_bytes(end.read_bytes()[:cut_at])
+    fragment = (
+        "CT image file without its series or slice position" if cut_at > 132 else "damaged DICOM header"
+    )
+    with pytest.raises(NephrosegInputError, match=f"{end.name}: {fragment}"):
+        read_dicom_series(tmp_path / "series")
+    (tmp_path / "series" / "notes.txt").write_text("not DICOM, not refused\n")
+    end.unlink()
+    assert read_dicom_series(tmp_path / "series").array.shape[0] == image.shape[0] - 1
+
+
+def _strip(paths: list[Path], *keywords: str) -> None:
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        for keyword in keywords:
+            delattr(ds, keyword)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_seg_of_an_anonymized_series(trained_run, tmp_path: Path, ct, capsys) -> None:
+    """Patient and study attributes an anonymizer deleted (Type 2: may be empty) are written empty
+    into the SEG; a series without its FrameOfReferenceUID cannot be referenced, and is refused
+    before any prediction, the other patients' SEGs not begun."""
+    _, run = trained_run
+    image, _ = ct
+    anonymized = write_series(tmp_path / "in" / "patient1", image.astype(np.float32))
+    _strip(
+        anonymized, "AccessionNumber", "StudyID", "PatientBirthDate", "PatientSex", "ReferringPhysicianName"
+    )
+    base = ["predict", "-m", str(run), "--no-progress", "--format", "dicom-seg"]
+    code, _, err = run_cli([*base, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "seg")], capsys)
+    assert code == 0, err
+    seg = pydicom.dcmread(tmp_path / "seg" / "patient1.dcm")
+    assert seg.AccessionNumber == "" and seg.PatientSex == "" and seg.PatientID == "nephroseg-0"
+    _strip(write_series(tmp_path / "in" / "patient2", image.astype(np.float32)), "FrameOfReferenceUID")
+    code, _, err = run_cli([*base, "-i", str(tmp_path / "in"), "-o", str(tmp_path / "seg2")], capsys)
+    assert code == 2 and "has no FrameOfReferenceUID, which a DICOM-SEG needs" in err
+    assert err.startswith(f"error: {tmp_path / 'in' / 'patient2'}") and not (tmp_path / "seg2").exists()
+
+
+def test_dicom_seg_output_inside_a_folder_of_patients_is_refused(
+    trained_run, tmp_path: Path, ct, capsys
+) -> None:
+    """SEGs written into a subfolder of a folder of patients would be taken for another patient's
+    series by every later run (``--resume`` included): refused before any work. Inside a patient's
+    own folder they are harmless (a SEG is not taken for the CT) and allowed."""
+    _, run = trained_run
+    image, _ = ct
+    write_series(tmp_path / "in" / "patient1", image.astype(np.float32))
+    base = ["predict", "-i", str(tmp_path / "in"), "-m", str(run), "--no-progress", "--format", "dicom-seg"]
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "in" / "segs")], capsys)
+    assert code == 2 and err.startswith(f"error: {tmp_path / 'in' / 'segs'}: lies inside the input folder")
+    assert sorted(p.name for p in (tmp_path / "in").iterdir()) == ["patient1"]
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "in" / "patient1" / "segs")], capsys)
+    assert code == 0, err
+    code, _, err = run_cli([*base, "-o", str(tmp_path / "again")], capsys)  # the SEG is not a patient
+    assert code == 0 and sorted(p.name for p in (tmp_path / "again").glob("*.dcm")) == ["patient1.dcm"], err
+
+
+@pytest.mark.parametrize("pixels", [0.3, 0.6])
+def test_gantry_tilt_is_refused_once_it_drifts_half_a_pixel(tmp_path: Path, ct, pixels: float) -> None:
+    """The volume's affine stacks slices along the normal, so a tilt misplaces the far slices by the
+    drift: under half a pixel (0.7 mm columns) it is read, beyond it refused with drift and angle.
+    The rule was 0.01 mm per mm of scan: a 0.5° tilt passed, 2.5 mm off at the end of 300 mm."""
+    image, _ = ct
+    per_slice = pixels * SPACING[2] / (image.shape[0] - 1)
+    write_series(tmp_path / "tilted", image.astype(np.float32), tilt_mm=per_slice)
+    if pixels < 0.5:
+        assert read_dicom_series(tmp_path / "tilted").array.shape == image.shape
+        return
+    degrees = np.degrees(np.arctan2(pixels * SPACING[2], SPACING[0] * (image.shape[0] - 1)))
+    with pytest.raises(
+        NephrosegInputError, match=rf"drift 0\.42 mm \({degrees:.2f}°\).* half a 0\.7 mm pixel"
+    ):
+        read_dicom_series(tmp_path / "tilted")

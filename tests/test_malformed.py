@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,9 @@ import yaml
 from conftest import blob_case, kits_affine, save_nifti
 from test_cli import run_cli
 
+from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.resume import RECORD_NAME
+from nephroseg.io import read_volume
 from nephroseg.recipe import RECIPES_DIR
 
 AFFINE = kits_affine((3.0, 1.5, 1.5))
@@ -278,6 +281,68 @@ def test_evaluate_accepts_affine_within_tolerance(tmp_path: Path, capsys) -> Non
     shifted[0, 3] += 5e-4
     _, _, code, out, err = _evaluate_pair(tmp_path, label, shifted, capsys)
     assert code == 0 and "composite_dice=1.0000" in out and err == ""
+
+
+def test_evaluate_names_axes_a_header_orients_otherwise(tmp_path: Path, capsys) -> None:
+    """The same voxels stored alike but a header without orientation (read L-A-S): the message names
+    the stored shapes and both headers' axes, not the shapes in the canonical order alone."""
+    _, label = blob_case()
+    bare = nib.Nifti1Image(label, None)
+    bare.header["qform_code"], bare.header["sform_code"] = 0, 0
+    pred, before, code, _, err = _evaluate_pair(tmp_path, label, AFFINE, capsys)
+    nib.save(bare, pred)
+    before = snapshot(tmp_path)
+    code, _, err = run_cli(evaluate_args(tmp_path), capsys)
+    assert_user_error(
+        code,
+        err,
+        f"error: {pred}: label stored (12, 40, 48) with axes L-A-S reads as (48, 40, 12), the image",
+        "stored (12, 40, 48) with axes I-P-L as (12, 40, 48): their headers orient the voxels differently",
+        "(a header without orientation reads as L-A-S)",
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_evaluate_out_that_is_a_file(tmp_path: Path, capsys) -> None:
+    _, label = blob_case()
+    _evaluate_pair(tmp_path, label, AFFINE, capsys)
+    (tmp_path / "mine.txt").write_text("the user's\n")
+    before = snapshot(tmp_path)
+    code, _, err = run_cli([*evaluate_args(tmp_path), "--out", str(tmp_path / "mine.txt")], capsys)
+    assert_user_error(code, err, f"error: {tmp_path / 'mine.txt'}: exists and is not a folder")
+    assert snapshot(tmp_path) == before
+
+
+def test_evaluate_writes_an_undefined_score_as_json_null(tmp_path: Path, capsys) -> None:
+    """Both maps empty: the slice mean IoU over labelled slices is undefined (NaN in metrics.csv),
+    null in metrics.json, which strict parsers then read."""
+    empty = np.zeros((12, 40, 48), np.uint8)
+    _, _, code, _, _ = _evaluate_pair(tmp_path, empty, AFFINE, capsys)
+    assert code == 0
+    save_nifti(tmp_path / "gt" / "case_00000.nii.gz", empty, AFFINE, np.uint8)
+    code, _, _ = run_cli(evaluate_args(tmp_path), capsys)
+    assert code == 0
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in metrics.json")
+
+    scores = json.loads((tmp_path / "pred" / "metrics.json").read_text(), parse_constant=refuse)
+    assert scores["cases"]["case_00000"]["slice_mean_iou_nonempty"] is None
+    assert scores["cases"]["case_00000"]["composite_dice"] == 1.0
+    assert (tmp_path / "pred" / "metrics.csv").read_text().splitlines()[1].endswith(",nan")
+
+
+def test_label_errors_say_what_was_given(tmp_path: Path) -> None:
+    """A CT given as a label map, or a folder: the message says so (no cyst hint for a CT that
+    happens to hold the value 3)."""
+    ct = _ct()
+    ct[0, 0, 0] = 3
+    with pytest.raises(
+        NephrosegInputError, match=r"outside \{0, 1, 2\}: .*\(an image given where a label map"
+    ):
+        read_volume(save_nifti(tmp_path / "ct.nii.gz", ct, AFFINE), label=True)
+    with pytest.raises(NephrosegInputError, match="is a folder; a label map is one file"):
+        read_volume(tmp_path, label=True)
 
 
 def _cohort(root: Path, change: str) -> Path:

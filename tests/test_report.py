@@ -535,3 +535,84 @@ def test_report_replaces_its_own_files_but_not_a_users(tmp_path):
         ):
             build_report(tmp_path / "pred", tmp_path / "data", mine, viewer=False, progress=False)
         assert sorted(p.name for p in mine.iterdir()) == [name]
+
+
+def _two_case_report_inputs(tmp_path: Path) -> tuple[Path, Path]:
+    image, _, prediction = synthetic_case()
+    affine = kits_affine((3.0, 0.8, 0.8))
+    for case in ("case_00001", "case_00002"):
+        save_nifti(tmp_path / "data" / case / "imaging.nii.gz", image, affine, np.int16)
+        save_nifti(tmp_path / "pred" / f"{case}.nii.gz", prediction, affine, np.uint8)
+    return tmp_path / "pred", tmp_path / "data"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_report_that_fails_on_a_later_case_leaves_the_folder_as_it_was(tmp_path):
+    """The report is drawn into a hidden folder and moved into place only whole: a case refused after
+    others were drawn leaves an earlier report's figures and pages as they were, and a new folder
+    not made at all."""
+    pred, data = _two_case_report_inputs(tmp_path)
+    out = tmp_path / "report"
+    build_report(pred, data, out, progress=False)
+    before = _files(out)
+    assert {"report.md", "figures/case_00002.png", "viewer/case_00002.html"} <= set(before)
+    zeros = np.zeros(synthetic_case()[0].shape, np.uint8)
+    save_nifti(pred / "case_00001.nii.gz", zeros, kits_affine((3.0, 0.8, 0.8)), np.uint8)  # drawn first
+    nib_moved(pred / "case_00002.nii.gz", 3.0)  # refused second
+    with pytest.raises(NephrosegInputError, match=r"case_00002\.nii\.gz: label affine differs"):
+        build_report(pred, data, out, progress=False)
+    assert _files(out) == before  # the hidden staging folder gone too
+    with pytest.raises(NephrosegInputError, match="label affine differs"):
+        build_report(pred, data, tmp_path / "new" / "report", progress=False)
+    assert not (tmp_path / "new" / "report").exists()
+
+
+def nib_moved(path: Path, shift_mm: float) -> Path:
+    """Rewrite a label file with its grid moved ``shift_mm`` along the first world axis."""
+    import nibabel as nib
+
+    stored = nib.load(path)
+    moved = stored.affine.copy()
+    moved[0, 3] += shift_mm
+    data = np.asarray(stored.dataobj)
+    path.unlink()
+    nib.save(nib.Nifti1Image(data, moved), path)
+    return path
+
+
+def test_report_refuses_figures_and_pages_of_the_users_own(tmp_path):
+    """A figure or viewer page of a case's name that the report did not draw is refused before any
+    work (an earlier report's are replaced, as above); so are an --out that is a file and a --run
+    that does not exist."""
+    pred, data = _two_case_report_inputs(tmp_path)
+    for name, content in (
+        ("figures/case_00002.png", b"my own figure"),
+        ("viewer/case_00001.html", b"<html>"),
+    ):
+        out = tmp_path / name.replace("/", "_")
+        (out / name).parent.mkdir(parents=True)
+        (out / name).write_bytes(content)
+        with pytest.raises(NephrosegInputError, match=f"{name}: exists and is not a nephroseg report"):
+            build_report(pred, data, out, progress=False)
+        assert _files(out) == {name: content}
+    log = tmp_path / "run" / "log.csv"
+    log.parent.mkdir()
+    log.write_text(LOG_HEADER + "0,10,0.9,0.5,0.2,0.35,0.001,1.0\n")
+    out = tmp_path / "curves"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "curves.png").write_bytes(PNG_SIGNATURE + b"a photo")
+    with pytest.raises(
+        NephrosegInputError, match=r"curves\.png: exists and is not a nephroseg report figure"
+    ):
+        build_report(pred, data, out, run_dir=log.parent, viewer=False, progress=False)
+    build_report(pred, data, tmp_path / "ok", run_dir=log.parent, viewer=False, progress=False)
+    build_report(pred, data, tmp_path / "ok", run_dir=log.parent, viewer=False, progress=False)  # its own
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(NephrosegInputError, match="file: exists and is not a folder"):
+        build_report(pred, data, tmp_path / "file", progress=False)
+    with pytest.raises(NephrosegInputError, match=r"nosuch: no such training run folder \(--run\)"):
+        build_report(pred, data, tmp_path / "r", run_dir=tmp_path / "nosuch", progress=False)
+    assert (tmp_path / "file").read_text() == "mine" and not (tmp_path / "r").exists()

@@ -30,7 +30,7 @@ from nephroseg.inference.resume import check_resumable, prediction_record, recor
 from nephroseg.inference.segmenter import SegmentationModel, Segmenter, view_spacing
 from nephroseg.inference.sliding import VolumetricSegmenter, make_segmenter
 from nephroseg.io import read_geometry, read_volume, write_like
-from nephroseg.io.atomic import refuse_writing_into_source
+from nephroseg.io.atomic import lies_inside, refuse_writing_into_source
 from nephroseg.io.itk import is_itk
 from nephroseg.io.listing import images_by_case
 from nephroseg.io.volume import canonical_shape_and_spacing, is_nifti
@@ -73,6 +73,10 @@ def plan_outputs(
         not_dicom = [str(path) for path in sources.values() if not path.is_dir()]
         if not_dicom:
             raise NephrosegInputError(not_dicom[0], "DICOM-SEG output needs a DICOM series as input")
+        from nephroseg.io.dicom_seg import check_seg_source  # highdicom: only for DICOM SEG out
+
+        for path in sources.values():
+            check_seg_source(path)
     if len(sources) == 1 and names_a_file and not output.is_dir():
         if resume:
             raise NephrosegInputError(output, "--resume needs an output folder, not a file")
@@ -95,6 +99,13 @@ def plan_outputs(
     if inputs.is_dir() and output.is_dir():
         refuse_writing_into_source(
             inputs, output, "the labels would lie among the scans and be read as inputs by the next run"
+        )
+    in_a_series = any(lies_inside(output, path) for path in sources.values())  # skipped there: not CT
+    if output_format == "dicom-seg" and lies_inside(output, inputs) and not in_a_series:
+        raise NephrosegInputError(
+            output,
+            f"lies inside the input folder {inputs}: the next run would take its DICOM-SEG files for "
+            "another patient's series; choose a folder outside it",
         )
     existing = [str(j.target) for j in jobs if j.target.exists()]
     if existing and not (overwrite or resume):

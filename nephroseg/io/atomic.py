@@ -6,6 +6,8 @@ import contextlib
 import csv
 import errno
 import io
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -87,6 +89,22 @@ def atomic_write_text(final: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def atomic_write_json(final: str | Path, payload: object) -> None:
+    """JSON with an undefined score (NaN, e.g. a slice IoU of a case without labelled slices) as null:
+    a bare NaN is not JSON, and strict parsers (JavaScript's, jq's --seq aside) refuse the whole file."""
+    atomic_write_text(final, json.dumps(_finite_or_null(payload), indent=1, allow_nan=False) + "\n")
+
+
+def _finite_or_null(value: object) -> object:
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def atomic_write_csv(final: str | Path, rows: Iterable[Sequence[object]]) -> None:
     """Rows (the first one the header) as CSV, atomically."""
     buffer = io.StringIO()
@@ -117,6 +135,11 @@ def same_place(first: str | Path, second: str | Path) -> bool:
         return Path(first).resolve() == Path(second).resolve()
 
 
+def lies_inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` (existing or not yet) lies below ``folder``, through links and ``..``."""
+    return Path(folder).resolve() in Path(path).resolve().parents
+
+
 def refuse_writing_into_source(source: str | Path, target: str | Path, what: str) -> None:
     """Stop a command whose output would land on its own input (``what`` says what would be lost)."""
     if same_place(source, target):
@@ -137,3 +160,40 @@ def refuse_replacing_foreign_files(beginnings: dict[Path, str], what: str) -> No
                 raise NephrosegInputError(
                     path, f"exists and was not written by {what}; not overwritten: choose another --out"
                 )
+
+
+@contextlib.contextmanager
+def staged_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty hidden folder inside ``folder`` to write a set of files into; when the block
+    succeeds, move each into the same place in ``folder`` (deepest first, so a ``report.md`` lands after
+    the figures it links), replacing files of the same name and keeping the others. On any failure the
+    staged files go and ``folder`` is as it was (removed when this made it and it is empty)."""
+    folder = Path(folder)
+    fresh = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".nephroseg-", suffix=".partial", dir=folder))
+    except OSError as err:
+        raise_write_fault(folder, err)
+        raise
+    try:
+        yield stage
+        staged = [p for p in stage.rglob("*") if p.is_file()]
+        for path in sorted(staged, key=lambda p: (-len(p.relative_to(stage).parts), str(p))):
+            target = folder / path.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    except OSError as err:
+        _discard(stage, folder, fresh)
+        raise_write_fault(folder, err)
+        raise
+    except BaseException:
+        _discard(stage, folder, fresh)
+        raise
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def _discard(stage: Path, folder: Path, fresh: bool) -> None:
+    shutil.rmtree(stage, ignore_errors=True)
+    if fresh and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()

@@ -22,7 +22,7 @@ from nephroseg.io.volume import LPS_TO_RAS, Volume, volume_from_array
 
 GAP_FACTOR = 1.5  # a step this many times the median step means missing slices
 UNEVEN_TOLERANCE = 0.01  # relative spread of steps accepted as even spacing
-TILT_TOLERANCE_MM = 0.01  # in-plane drift of slice origins per mm of stacking
+TILT_TOLERANCE_PIXELS = 0.5  # in-plane drift of the last slice's origin a volume may hold, in pixels
 FRAME_KEYS = ("Rows", "Columns", "PixelSpacing", "ImageOrientationPatient")  # equal on every slice
 ENHANCED_VOLUME_CLASSES = {  # multi-frame images holding a whole volume (MR and PET: refused as not CT)
     str(uid)
@@ -33,6 +33,16 @@ ENHANCED_VOLUME_CLASSES = {  # multi-frame images holding a whole volume (MR and
         pydicom.uid.LegacyConvertedEnhancedMRImageStorage,
         pydicom.uid.EnhancedPETImageStorage,
         pydicom.uid.LegacyConvertedEnhancedPETImageStorage,
+    )
+}
+
+# Every such file is a slice or a volume of the CT: one without a series or position is damaged.
+CT_IMAGE_CLASSES = {
+    str(uid)
+    for uid in (
+        pydicom.uid.CTImageStorage,
+        pydicom.uid.EnhancedCTImageStorage,
+        pydicom.uid.LegacyConvertedEnhancedCTImageStorage,
     )
 }
 
@@ -71,10 +81,20 @@ def list_series(folder: str | Path) -> list[Series]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             header = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
-            continue
+        except (InvalidDicomError, OSError, ValueError, EOFError) as err:
+            if is_dicom_file(path) or path.suffix.lower() == ".dcm":  # DICOM by its mark or its name
+                raise NephrosegInputError(
+                    path, f"damaged DICOM header ({type(err).__name__}: {err})"
+                ) from err
+            continue  # not DICOM: a text file, a thumbnail
         if "SeriesInstanceUID" in header and (_is_slice(header) or _frames(header) > 1):
             groups.setdefault(str(header.SeriesInstanceUID), []).append((path, header))
+        elif _media_class(header) in CT_IMAGE_CLASSES:
+            raise NephrosegInputError(
+                path,
+                "CT image file without its series or slice position: the header is cut short "
+                "(an interrupted copy?); its slice would be missing from the scan",
+            )
     series = []
     for uid, members in groups.items():
         first = members[0][1]
@@ -94,6 +114,12 @@ def list_series(folder: str | Path) -> list[Series]:
             "is a folder with no DICOM image series (expected a NIfTI, NRRD or MHA file, or a DICOM folder)",
         )
     return series
+
+
+def _media_class(header: pydicom.Dataset) -> str:
+    """The SOP class the file meta declares: read before the dataset, so it survives a header cut short."""
+    meta = getattr(header, "file_meta", None)
+    return str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
 
 
 def _is_slice(header: pydicom.Dataset) -> bool:
@@ -127,7 +153,11 @@ def choose_series(folder: Path, series: list[Series], series_uid: str | None) ->
     best = [s for s in series if s.slices == largest]
     if len(best) > 1:
         listing = "; ".join(f"{s.uid} '{s.description}' {s.modality} {s.slices} slices" for s in best)
-        raise NephrosegInputError(folder, f"several series could be the CT, pass --series-uid: {listing}")
+        raise NephrosegInputError(
+            folder,
+            f"several series could be the CT: {listing}; move the others out of the folder, or pick one with "
+            f"`nephroseg convert {folder} CT.nii.gz --series-uid UID`",
+        )
     return best[0]
 
 
@@ -180,7 +210,8 @@ def series_geometry(folder: Path, series: Series) -> tuple[list[pydicom.Dataset]
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
-    step = _checked_step(folder, positions, normal, files)
+    pixel_mm = float(min(np.asarray(datasets[0].PixelSpacing, dtype=np.float64)))
+    step = _checked_step(folder, positions, normal, files, pixel_mm)
     pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]  # (between rows, between columns)
     lps = np.eye(4)
     lps[:3, 0] = normal * step
@@ -243,7 +274,12 @@ def _check_same_frame(folder: Path, datasets: list[pydicom.Dataset], files: list
                 )
 
 
-def _checked_step(folder: Path, positions: np.ndarray, normal: np.ndarray, files: list[Path]) -> float:
+def _checked_step(
+    folder: Path, positions: np.ndarray, normal: np.ndarray, files: list[Path], pixel_mm: float
+) -> float:
+    """The slice step, after refusing duplicated or missing slices, uneven steps and a gantry tilt
+    whose drift the volume's affine (one step along the slice normal) would misplace by more than
+    ``TILT_TOLERANCE_PIXELS`` of a pixel at the far end."""
     if len(positions) < 2:
         raise NephrosegInputError(folder, "the series has a single slice: not a 3D volume")
     along = positions @ normal
@@ -268,9 +304,13 @@ def _checked_step(folder: Path, positions: np.ndarray, normal: np.ndarray, files
             folder, f"uneven slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm"
         )
     drift = positions - positions[0] - np.outer(along - along[0], normal)
-    if float(np.abs(drift).max()) > TILT_TOLERANCE_MM * max(1.0, float(along[-1] - along[0])):
+    worst = float(np.linalg.norm(drift, axis=1).max())
+    if worst > TILT_TOLERANCE_PIXELS * pixel_mm:
+        degrees = float(np.degrees(np.arctan2(worst, along[-1] - along[0])))
         raise NephrosegInputError(
-            folder, "gantry tilt: slice origins are not stacked along the slice normal (refused)"
+            folder,
+            f"gantry tilt: slice origins drift {worst:.2f} mm ({degrees:.2f}°) off the slice normal over the "
+            f"scan, more than half a {pixel_mm:.3g} mm pixel (refused: the volume would be misplaced)",
         )
     return median
 

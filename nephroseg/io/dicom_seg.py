@@ -27,6 +27,39 @@ SEGMENTS = (
     ("Kidney tumor", codes.SCT.MorphologicallyAbnormalStructure, codes.SCT.Neoplasm),
 )
 
+# What a DICOM-SEG copies from its CT. Type 1: without them nothing can reference the CT. Type 2: in
+# every conformant CT but possibly empty, and written empty into the CT's datasets when deleted.
+REFERENCED_TYPE1 = (
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "SOPInstanceUID",
+    "SOPClassUID",
+    "FrameOfReferenceUID",
+)
+PATIENT_AND_STUDY_TYPE2 = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+)
+
+
+def check_seg_source(series_folder: str | Path, series_uid: str | None = None) -> None:
+    """Refuse, before any prediction, a series a DICOM-SEG cannot reference (a UID it needs is gone)."""
+    series_folder = Path(series_folder)
+    series = choose_series(series_folder, list_series(series_folder), series_uid)
+    header = pydicom.dcmread(series.files[0], stop_before_pixels=True)
+    missing = [keyword for keyword in REFERENCED_TYPE1 if not str(header.get(keyword, "") or "")]
+    if missing:
+        raise NephrosegInputError(
+            series.files[0], f"has no {', '.join(missing)}, which a DICOM-SEG needs to reference the CT"
+        )
+
 
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
@@ -51,6 +84,10 @@ def write_dicom_seg(
         datasets, _ = sorted_slices(series)
         if labels.shape != (len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)):
             raise NephrosegInputError(target, f"label shape {labels.shape} does not match the series")
+    for dataset in datasets:
+        for keyword in PATIENT_AND_STUDY_TYPE2:  # deleted by some anonymizers; the standard allows empty
+            if keyword not in dataset:
+                setattr(dataset, keyword, "")
     try:
         seg = _segmentation(datasets, labels, segment_descriptions(SEGMENTS, "nephroseg", _version()))
     except (AttributeError, ValueError, TypeError) as err:

@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -79,6 +80,15 @@ def check_same_grid(
     image_grid = canonical_grid(tuple(image_shape), image_affine)
     label_grid = canonical_grid(tuple(label_shape), label_affine)
     if image_grid[0] != label_grid[0]:
+        image_axes, label_axes = ("-".join(nib.aff2axcodes(a)) for a in (image_affine, label_affine))
+        if sorted(image_shape) == sorted(label_shape) and image_axes != label_axes:
+            raise NephrosegInputError(
+                label_path,
+                f"label stored {tuple(label_shape)} with axes {label_axes} reads as {label_grid[0]}, "
+                f"the image ({image_path}) stored {tuple(image_shape)} with axes {image_axes} as "
+                f"{image_grid[0]}: their headers orient the voxels differently"
+                + (" (a header without orientation reads as L-A-S)" if label_axes == "L-A-S" else ""),
+            )
         raise NephrosegInputError(
             label_path,
             f"label shape {tuple(label_shape)} differs from image shape {tuple(image_shape)} ({image_path})",

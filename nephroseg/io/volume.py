@@ -57,6 +57,11 @@ class Volume:
         return spacing_of(self.affine)
 
     @property
+    def stored_grid(self) -> tuple[tuple[int, int, int], np.ndarray]:
+        """Shape and affine as the file stores them: what a message about the file should name."""
+        return self.source.shape, self.source.affine
+
+    @property
     def name(self) -> str:
         return str(self.source.path) if self.source.path else "<array>"
 
@@ -262,8 +267,13 @@ def _as_label_array(path: Path, data: np.ndarray) -> np.ndarray:
     if data.min() < 0 or data.max() > max(LABEL_VALUES):
         values = np.unique(data[(data < 0) | (data > max(LABEL_VALUES))])
         shown = ", ".join(str(v) for v in values[:8].tolist())
-        hint = " (KiTS21/23 label cysts 3; the KiTS19 task counts them as kidney: `nephroseg import-kits`)"
-        hint = hint if 3 in values else ""
+        hint = ""
+        if set(values.tolist()) == {3}:
+            hint = (
+                " (KiTS21/23 label cysts 3; the KiTS19 task counts them as kidney: `nephroseg import-kits`)"
+            )
+        elif values.min() < 0 or len(values) > 8:
+            hint = " (an image given where a label map belongs?)"
         raise NephrosegInputError(path, f"label values outside {{0, 1, 2}}: {shown}{hint}")
     return data.astype(np.uint8, copy=False)
 
@@ -311,7 +321,9 @@ def _read_other_format(path: Path, label: bool, on_grid_of: Volume | None = None
         from nephroseg.io.dicom import read_dicom_series
 
         if label:
-            raise NephrosegInputError(path, "a DICOM folder cannot be read as a label map")
+            raise NephrosegInputError(
+                path, "is a folder; a label map is one file (NIfTI, NRRD, MetaImage or DICOM-SEG)"
+            )
         volume = read_dicom_series(path)
         data, affine = volume.to_source_orientation(volume.array), volume.source.affine
     elif is_single_dicom_file(path):

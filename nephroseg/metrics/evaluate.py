@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from nephroseg.errors import NephrosegInputError, listed
-from nephroseg.io import Volume, atomic_write_text, read_volume
-from nephroseg.io.atomic import atomic_write_csv, refuse_replacing_foreign_files
+from nephroseg.io import Volume, read_volume
+from nephroseg.io.atomic import atomic_write_csv, atomic_write_json, refuse_replacing_foreign_files
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
 from nephroseg.io.volume import block_in_grid, is_single_dicom_file, place_on_grid
@@ -76,12 +75,7 @@ def evaluate_folders(
             bar.update(task, status=case_id)
             truth, prediction = _read_pair(truths[case_id], predictions[case_id])
             check_same_grid(
-                truths[case_id],
-                predictions[case_id],
-                truth.array.shape,
-                truth.affine,
-                prediction.array.shape,
-                prediction.affine,
+                truths[case_id], predictions[case_id], *truth.stored_grid, *prediction.stored_grid
             )
             per_case[case_id] = case_metrics(prediction.array, truth.array)
             bar.advance(task)
@@ -115,6 +109,10 @@ def _fits(inner: Volume, outer: Volume) -> bool:
 def check_evaluation_target(out_dir: str | Path) -> None:
     """Refuse a folder whose ``metrics.csv`` or ``metrics.json`` is not an earlier evaluation's."""
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NephrosegInputError(
+            out_dir, "exists and is not a folder: --out names the folder of metrics.csv"
+        )
     beginnings = {
         out_dir / "metrics.csv": "case_id,kidney_tumor_dice,",
         out_dir / "metrics.json": '{\n "cases":',
@@ -132,7 +130,5 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path) -> tuple[Path,
     rows.append(["mean", *(f"{evaluation.mean[k]:.6f}" for k in columns[1:])])
     csv_path, json_path = out_dir / "metrics.csv", out_dir / "metrics.json"
     atomic_write_csv(csv_path, rows)
-    atomic_write_text(
-        json_path, json.dumps({"cases": evaluation.per_case, "mean": evaluation.mean}, indent=1) + "\n"
-    )
+    atomic_write_json(json_path, {"cases": evaluation.per_case, "mean": evaluation.mean})
     return csv_path, json_path

@@ -22,6 +22,7 @@ from nephroseg.io.atomic import atomic_path
 from nephroseg.metrics.overlap import dice
 
 DPI = 100
+FIGURE_MARK = "nephroseg report"  # the PNG text chunk that names the figures as ours
 CURVES_FIGSIZE = (11.0, 4.2)  # inches: 1100 x 420 px at DPI
 PANEL_INCHES = 4.0  # each CT panel is square-ish; the overlay adds room for the title and legend
 OVERLAY_EXTRA_HEIGHT = 0.9
@@ -327,5 +328,13 @@ def _save_png(fig: Figure, out_png: str | Path) -> Path:
     """Render into a temporary file beside the target and rename: no half-written PNG, ever."""
     out = Path(out_png)
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
+        fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": FIGURE_MARK})
     return out
+
+
+def is_report_figure(path: Path) -> bool:
+    """Whether ``path`` is a PNG this module drew (named in its text chunk, which precedes the pixels;
+    figures drawn before the mark carry only matplotlib's name), so a report may replace it."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    return head.startswith(b"\x89PNG") and (FIGURE_MARK.encode() in head or b"Matplotlib" in head)

@@ -52,7 +52,7 @@ def view_case(
         )
     if out.suffix.lower() not in HTML_SUFFIXES:
         raise NephrosegInputError(out, "the viewer is an HTML page: give the output a .html name")
-    if out.exists() and not _is_viewer_page(out):
+    if out.exists() and not is_viewer_page(out):
         raise NephrosegInputError(out, "exists and is not a nephroseg viewer page; not overwritten")
     title = image_path.name
     if image_path.is_dir() and CASE_PATTERN.match(image_path.name) and (image_path / IMAGING_NAME).is_file():
@@ -64,9 +64,7 @@ def view_case(
     for name, path in (("prediction", prediction_path), ("truth", truth_path)):
         if path is not None:
             label = read_volume(path, label=True, on_grid_of=image)  # a DICOM-SEG onto the CT
-            check_same_grid(
-                image_path, Path(path), image.array.shape, image.affine, label.array.shape, label.affine
-            )
+            check_same_grid(image_path, Path(path), *image.stored_grid, *label.stored_grid)
             labels[name] = label.array
     return viewer_html(image.array, out, spacing=image.spacing, title=title, window=window, **labels)
 
@@ -222,7 +220,7 @@ def _centre(mask: np.ndarray) -> tuple[int, int]:
     return round(float(rows.mean())), round(float(cols.mean()))
 
 
-def _is_viewer_page(path: Path) -> bool:
+def is_viewer_page(path: Path) -> bool:
     if not path.is_file():
         return False
     with path.open("rb") as handle:

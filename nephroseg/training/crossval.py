@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.predict import PredictionJob, load_models, run_jobs
 from nephroseg.inference.sliding import make_segmenter
 from nephroseg.io import atomic_write_text, labelled_cases
+from nephroseg.io.atomic import atomic_write_json
 from nephroseg.metrics import Evaluation, evaluate_folders, write_evaluation
 from nephroseg.metrics.evaluate import mean_metrics
 from nephroseg.recipe import Recipe
@@ -118,4 +118,4 @@ def _write_fold_table(out_dir: Path, per_fold: list[dict[str, float]], pooled: E
     writer.writerow(["pooled", *(f"{pooled.mean[k]:.6f}" for k in keys)])
     atomic_write_text(out_dir / "folds.csv", buffer.getvalue())
     summary = {"folds": per_fold, "pooled": pooled.mean}
-    atomic_write_text(out_dir / "cv_summary.json", json.dumps(summary, indent=1) + "\n")
+    atomic_write_json(out_dir / "cv_summary.json", summary)

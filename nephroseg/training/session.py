@@ -21,6 +21,7 @@ from nephroseg.data import Split, make_split
 from nephroseg.errors import NephrosegInputError
 from nephroseg.inference.segmenter import SegmentationModel
 from nephroseg.io import atomic_write_text
+from nephroseg.io.atomic import atomic_write_json
 from nephroseg.models import parameter_count
 from nephroseg.recipe import Recipe, TrainSpec
 from nephroseg.training.checkpoint import BEST_NAME, LAST_NAME, save_checkpoint
@@ -274,7 +275,7 @@ def finish_run(
     best_path = checkpoints / BEST_NAME if (checkpoints / BEST_NAME).exists() else checkpoints / LAST_NAME
     if ctx.is_main:
         summary = {**summary, "world_size": ctx.world_size, "rank_weight_digests": digests}
-        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+        atomic_write_json(run_dir / "summary.json", summary)
     epochs = session.model.recipe.train.epochs
     return TrainResult(run_dir, best_path, session.best_score, session.best_epoch, epochs, session.step)
 
