@@ -282,6 +282,10 @@ def load_recipe(
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise NephrosegInputError(path, f"not valid YAML ({err})") from err
+    except UnicodeDecodeError as err:
+        raise NephrosegInputError(
+            path, f"not a text file in UTF-8 ({err.reason} at byte {err.start})"
+        ) from err
     if not isinstance(raw, dict):
         raise NephrosegInputError(path, "a recipe must be a mapping of sections")
     recipe = _validate(raw, str(path))

@@ -342,6 +342,34 @@ def test_train_refuses_existing_run_without_resume(trained_run, tmp_path: Path, 
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def test_train_resume_refuses_another_recipe(trained_run, tmp_path: Path, capsys) -> None:
+    """A resume under changed settings used to train on with them (or keep the optimizer's old
+    learning rate) while recipe.yaml recorded them for the whole run; another network crashed with
+    a traceback after rewriting recipe.yaml. Both are refused, the run untouched; more epochs resume."""
+    import shutil
+
+    data, shared_run = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(shared_run, run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    resume = ["train", "--data", str(data), "--out", str(run), "--resume", "--device", "cpu", "--no-progress"]
+    resume += ["--set", "train.iterations_per_epoch=2"]
+    tiny = ["--recipe", "resunet25d", "--profile", "tiny"]
+    code, _, err = run_cli([*resume, *tiny, "--set", "train.lr=0.01"], capsys)
+    _assert_user_error(code, err, str(run / "recipe.yaml"), "another recipe (train.lr 0.001 → 0.01)")
+    code, _, err = run_cli([*resume, "--recipe", "unet256", "--profile", "tiny"], capsys)
+    _assert_user_error(
+        code,
+        err,
+        str(run / "recipe.yaml"),
+        "another recipe (model.name 'resunet25d' → 'unet', name 'resunet25d' → 'unet256'",
+    )
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    code, _, err = run_cli([*resume, *tiny, "--set", "train.epochs=2"], capsys)
+    assert code == 0, err
+    assert len((run / "log.csv").read_text().splitlines()) == 3  # header, epoch 0, the new epoch 1
+
+
 def test_train_refuses_a_run_folder_another_training_holds(trained_run, tmp_path: Path, capsys) -> None:
     """A second training on a run folder in use (a scheduler requeueing a job still alive) stops at
     once, the run untouched; once the first ends, --resume proceeds."""

@@ -613,6 +613,29 @@ def test_train_refuses_recipe_that_is_not_yaml(trained_run, tmp_path: Path, caps
     assert not (tmp_path / "run").exists()
 
 
+def test_train_and_export_refuse_outputs_and_recipes_of_the_wrong_kind(
+    trained_run, tmp_path: Path, capsys
+) -> None:
+    """Each was a traceback with exit 1: a recipe file that is not UTF-8 text, ``train --out`` naming a
+    file, ``export-onnx --out`` naming a folder (with --overwrite)."""
+    data, run = trained_run
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe garbage")
+    code, _, err = run_cli(
+        ["train", "--data", str(data), "--out", str(tmp_path / "r"), "--recipe", str(binary)], capsys
+    )
+    assert_user_error(code, err, f"error: {binary}: not a text file in UTF-8")
+    mine = tmp_path / "notes.txt"
+    mine.write_text("the user's\n")
+    code, _, err = run_cli(["train", "--data", str(data), "--out", str(mine), *TINY], capsys)
+    assert_user_error(code, err, f"error: {mine}: exists and is not a folder")
+    folder = tmp_path / "model.onnx"
+    folder.mkdir()
+    code, _, err = run_cli(["export-onnx", "-m", str(run), "-o", str(folder), "--overwrite"], capsys)
+    assert_user_error(code, err, f"error: {folder}: is a folder")
+    assert mine.read_text() == "the user's\n" and not any(folder.iterdir()) and not (tmp_path / "r").exists()
+
+
 def test_train_refuses_a_tile_size_the_network_cannot_halve(trained_run, tmp_path: Path, capsys) -> None:
     """The tiny Res-U-Net halves its tiles three times: 42 px would fail at a skip connection."""
     data, _ = trained_run

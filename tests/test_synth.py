@@ -204,6 +204,20 @@ def test_cohort_resume_skips_complete_cases(tmp_path: Path) -> None:
     assert read_kits_json(out / "kits.json") == after
 
 
+def test_cohort_refuses_complete_cases_of_other_settings(tmp_path: Path) -> None:
+    """Complete cases were kept whatever made them: `synth --seed 9` (or another --size) over a
+    seed-0 folder said it wrote the cases and left the old ones, a cohort of two draws. A complete
+    case off the grid this run plans is refused before anything is written."""
+    out = tmp_path / "cohort"
+    synthesize_cohort(out, 2, seed=1, config=TINY, progress=False)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(NephrosegInputError, match=r"case_00000: is a complete case on another grid"):
+        synthesize_cohort(out, 3, seed=9, config=TINY, progress=False)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    synthesize_cohort(out, 3, seed=1, config=TINY, progress=False)  # the same settings: kept, one more
+    assert sorted(p.name for p in out.iterdir()) == ["case_00000", "case_00001", "case_00002", "kits.json"]
+
+
 def test_cohort_refuses_case_folders_it_did_not_begin(tmp_path: Path) -> None:
     """`synth --out` on a real dataset's folder: a test case (imaging alone, on its own grid) or a
     mask without its image is not an interrupted case of synth's (it writes the imaging first, on

@@ -85,6 +85,8 @@ def export_run(model: str | Path, target: str | Path, overwrite: bool = False) -
     from nephroseg.training.checkpoint import load_checkpoint, resolve_checkpoint
 
     target = Path(target)
+    if target.is_dir():
+        raise NephrosegInputError(target, "is a folder; --out names the .onnx file to write")
     if target.exists() and not overwrite:
         raise NephrosegInputError(target, "output exists; pass --overwrite to replace it")
     cpu = torch.device("cpu")

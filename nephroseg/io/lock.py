@@ -25,6 +25,8 @@ def exclusive_folder(folder: str | Path, job: str) -> Iterator[bool]:
     """Hold ``folder`` (made when missing) for one ``job`` ("training", …); yields whether the folder
     is new. A folder this call made and the job left empty is removed when the job fails."""
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NephrosegInputError(folder, f"exists and is not a folder: the {job} needs a folder there")
     fresh = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)

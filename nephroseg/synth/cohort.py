@@ -96,6 +96,12 @@ def synthesize_cohort(
             folder = out_dir / case_id
             case_seed = seed_sequence(seed, int(case_id.split("_")[1]))
             if (folder / IMAGING_NAME).exists() and (folder / SEGMENTATION_NAME).exists():
+                if not _on_planned_grid(folder / IMAGING_NAME, case_seed, config, mask_path):
+                    raise NephrosegInputError(
+                        folder,
+                        "is a complete case on another grid than this run makes (another --seed, --size or "
+                        "masks?): kept cases would mix two cohorts; choose another --out",
+                    )
                 if case_id not in records:
                     records[case_id] = _record_from_files(
                         case_id,
@@ -135,14 +141,21 @@ def _foreign_files(
         return "a segmentation without its imaging"
     if not imaging.exists():
         return None
+    if _on_planned_grid(imaging, case_seed, config, mask_path):
+        return None
+    return "an imaging.nii.gz on another grid than the case this seed makes"
+
+
+def _on_planned_grid(
+    imaging: Path, case_seed: np.random.SeedSequence, config: SynthConfig, mask_path: Path | None
+) -> bool:
+    """Whether an imaging file lies on the grid this seed and config plan (or the mask's, painting)."""
     found = read_geometry(imaging)
     if mask_path is not None:
-        ours = same_stored_grid(found, read_geometry(mask_path))
-    else:
-        planned_shape, planned_spacing = planned_grid(case_seed, config)
-        found_shape, found_spacing = canonical_shape_and_spacing(*found)
-        ours = found_shape == planned_shape and np.allclose(found_spacing, planned_spacing, rtol=1e-5)
-    return None if ours else "an imaging.nii.gz on another grid than the case this seed makes"
+        return same_stored_grid(found, read_geometry(mask_path))
+    planned_shape, planned_spacing = planned_grid(case_seed, config)
+    found_shape, found_spacing = canonical_shape_and_spacing(*found)
+    return found_shape == planned_shape and bool(np.allclose(found_spacing, planned_spacing, rtol=1e-5))
 
 
 def _merge_kits_json(out_dir: Path, records: dict[str, ClinicalRecord]) -> None:

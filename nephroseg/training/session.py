@@ -91,7 +91,47 @@ def resolve_split(
             raise NephrosegInputError(
                 path, "the data or seed changed since this run started; resume needs the same"
             )
+    if resume and recipe.volumetric is None and (run_dir / "recipe.yaml").exists():
+        check_same_recipe(run_dir / "recipe.yaml", recipe)  # a 3D run's file holds its planned recipe
     return split
+
+
+# What a resumed run may change (more epochs continue it as a longer run would have trained), and
+# what training derives from the data into the recipe it records (the intensity statistics).
+RESUMABLE_CHANGES = {"train.epochs", "preprocess.zscore_mean", "preprocess.zscore_std"}
+
+
+def check_same_recipe(stored_path: Path, recipe: Recipe) -> None:
+    """Refuse to resume under another recipe: the optimizer keeps its state, the recipe file would
+    record settings the earlier epochs did not train with, and another network does not load. Fields
+    the stored file lacks (added to recipes since) are not compared."""
+    try:
+        stored = _flat(yaml.safe_load(stored_path.read_text()) or {})
+    except (OSError, yaml.YAMLError) as err:
+        raise NephrosegInputError(
+            stored_path, f"cannot be read ({type(err).__name__}): resume needs it"
+        ) from err
+    asked = _flat(recipe.model_dump(mode="json"))
+    changed = [k for k in stored if k in asked and stored[k] != asked[k] and k not in RESUMABLE_CHANGES]
+    changed.sort(key=lambda k: (k not in ("name", "model.name"), k))  # another network said first
+    if changed:
+        shown = ", ".join(f"{k} {stored[k]!r} → {asked[k]!r}" for k in changed[:4])
+        more = ", …" if len(changed) > 4 else ""
+        raise NephrosegInputError(
+            stored_path,
+            f"this run trained with another recipe ({shown}{more}); resume needs the same "
+            "(train.epochs may grow): train into a new --out",
+        )
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def postprocess_choice(
