@@ -100,8 +100,11 @@ def plan_outputs(
         refuse_writing_into_source(
             inputs, output, "the labels would lie among the scans and be read as inputs by the next run"
         )
-    in_a_series = any(lies_inside(output, path) for path in sources.values())  # skipped there: not CT
-    if output_format == "dicom-seg" and lies_inside(output, inputs) and not in_a_series:
+    if (
+        output_format == "dicom-seg"
+        and lies_inside(output, inputs)
+        and not any(lies_inside(output, path) for path in sources.values())  # in a series: not read as CT
+    ):
         raise NephrosegInputError(
             output,
             f"lies inside the input folder {inputs}: the next run would take its DICOM-SEG files for "

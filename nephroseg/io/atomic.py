@@ -140,6 +140,13 @@ def lies_inside(path: str | Path, folder: str | Path) -> bool:
     return Path(folder).resolve() in Path(path).resolve().parents
 
 
+def refuse_file_where_a_folder_goes(folder: str | Path, why: str) -> None:
+    """Refuse, before any work, an output folder whose path is an existing file (``why``: what the
+    folder is for); making it would fail late with a traceback."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise NephrosegInputError(folder, f"exists and is not a folder: {why}")
+
+
 def refuse_writing_into_source(source: str | Path, target: str | Path, what: str) -> None:
     """Stop a command whose output would land on its own input (``what`` says what would be lost)."""
     if same_place(source, target):

@@ -210,9 +210,8 @@ def series_geometry(folder: Path, series: Series) -> tuple[list[pydicom.Dataset]
     row_dir, col_dir = orientation[:3], orientation[3:]
     normal = np.cross(row_dir, col_dir)
     positions = np.array([ds.ImagePositionPatient for ds in datasets], dtype=np.float64)
-    pixel_mm = float(min(np.asarray(datasets[0].PixelSpacing, dtype=np.float64)))
-    step = _checked_step(folder, positions, normal, files, pixel_mm)
     pixel_spacing = [float(v) for v in datasets[0].PixelSpacing]  # (between rows, between columns)
+    step = _checked_step(folder, positions, normal, files, min(pixel_spacing))
     lps = np.eye(4)
     lps[:3, 0] = normal * step
     lps[:3, 1] = col_dir * pixel_spacing[0]

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nephroseg.errors import NephrosegInputError
-from nephroseg.io.atomic import raise_write_fault
+from nephroseg.io.atomic import raise_write_fault, refuse_file_where_a_folder_goes
 
 try:
     import fcntl
@@ -25,8 +25,7 @@ def exclusive_folder(folder: str | Path, job: str) -> Iterator[bool]:
     """Hold ``folder`` (made when missing) for one ``job`` ("training", …); yields whether the folder
     is new. A folder this call made and the job left empty is removed when the job fails."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
-        raise NephrosegInputError(folder, f"exists and is not a folder: the {job} needs a folder there")
+    refuse_file_where_a_folder_goes(folder, f"the {job} needs a folder there")
     fresh = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)

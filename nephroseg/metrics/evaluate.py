@@ -9,7 +9,12 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError, listed
 from nephroseg.io import Volume, read_volume
-from nephroseg.io.atomic import atomic_write_csv, atomic_write_json, refuse_replacing_foreign_files
+from nephroseg.io.atomic import (
+    atomic_write_csv,
+    atomic_write_json,
+    refuse_file_where_a_folder_goes,
+    refuse_replacing_foreign_files,
+)
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import labels_by_case
 from nephroseg.io.volume import block_in_grid, is_single_dicom_file, place_on_grid
@@ -109,10 +114,7 @@ def _fits(inner: Volume, outer: Volume) -> bool:
 def check_evaluation_target(out_dir: str | Path) -> None:
     """Refuse a folder whose ``metrics.csv`` or ``metrics.json`` is not an earlier evaluation's."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NephrosegInputError(
-            out_dir, "exists and is not a folder: --out names the folder of metrics.csv"
-        )
+    refuse_file_where_a_folder_goes(out_dir, "--out names the folder of metrics.csv")
     beginnings = {
         out_dir / "metrics.csv": "case_id,kidney_tumor_dice,",
         out_dir / "metrics.json": '{\n "cases":',

@@ -10,7 +10,7 @@ import numpy as np
 
 from nephroseg.errors import NephrosegInputError
 from nephroseg.io import Volume, read_kits_json, read_volume
-from nephroseg.io.atomic import refuse_replacing_foreign_files, staged_folder
+from nephroseg.io.atomic import refuse_file_where_a_folder_goes, refuse_replacing_foreign_files, staged_folder
 from nephroseg.io.dicom import series_summary
 from nephroseg.io.kits import check_same_grid
 from nephroseg.io.listing import images_by_case, labels_by_case
@@ -51,8 +51,7 @@ def build_report(
     ``viewer``: also a page per case in ``viewer/`` to scroll through its slices in a browser.
     The measurements also go to ``cases.csv`` and ``tumors.csv``."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NephrosegInputError(out_dir, "exists and is not a folder: --out names the report's folder")
+    refuse_file_where_a_folder_goes(out_dir, "--out names the report's folder")
     for option, folder in (("--run", run_dir), ("--coarse-run", coarse_run_dir)):
         if folder is not None and not Path(folder).is_dir():
             raise NephrosegInputError(folder, f"no such training run folder ({option})")
